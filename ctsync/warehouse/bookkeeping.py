@@ -1,0 +1,156 @@
+"""``_loads`` (one row per file per load) and ``_rejected`` (quarantined lines).
+
+A file's ``_loads`` row is written as ``loading`` and committed before its data; the data and
+the ``loaded`` status then commit together. A run killed in between leaves a ``loading``
+row and no data: the next run marks it ``interrupted`` and loads the file again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+
+from ctsync.naming import qualified, quote_identifier
+
+LOADS_COLUMNS = """
+    load_id varchar not null,
+    file varchar not null,
+    file_name varchar,
+    kind varchar,
+    size bigint,
+    checksum varchar not null,
+    status varchar not null,
+    export_job varchar,
+    header_lines integer,
+    lines_read bigint,
+    rows_loaded bigint,
+    rows_inserted bigint,
+    rows_rejected bigint,
+    rows_skipped bigint,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    error varchar
+"""
+
+REJECTED_COLUMNS = """
+    load_id varchar not null,
+    file varchar not null,
+    line_number bigint,
+    reason varchar not null,
+    raw varchar,
+    rejected_at timestamp with time zone
+"""
+
+
+@dataclass
+class FileCounts:
+    header_lines: int = 0
+    lines_read: int = 0
+    rows_loaded: int = 0
+    rows_inserted: int = 0
+    rows_rejected: int = 0
+    rows_skipped: int = 0
+
+    def reconciles(self) -> bool:
+        return self.lines_read == self.rows_loaded + self.rows_rejected + self.rows_skipped
+
+
+def ensure_bookkeeping(con: duckdb.DuckDBPyConnection, schema: str) -> None:
+    con.execute(f"create schema if not exists {quote_identifier(schema)}")
+    con.execute(f"create table if not exists {qualified(schema, '_loads')} ({LOADS_COLUMNS})")
+    con.execute(f"create table if not exists {qualified(schema, '_rejected')} ({REJECTED_COLUMNS})")
+
+
+def loaded_checksums(con: duckdb.DuckDBPyConnection, schema: str, checksums: Iterable[str]) -> set[str]:
+    wanted = sorted(set(checksums))
+    if not wanted:
+        return set()
+    rows = con.execute(
+        f"select distinct checksum from {qualified(schema, '_loads')} "
+        "where status = 'loaded' and checksum in (select unnest(?))",
+        [wanted],
+    ).fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def mark_interrupted(con: duckdb.DuckDBPyConnection, schema: str) -> int:
+    """Close out ``loading`` rows left by a run that was killed; returns how many."""
+    rows = con.execute(
+        f"update {qualified(schema, '_loads')} set status = 'interrupted', finished_at = ?, "
+        "error = 'the loading process stopped before this file committed; it loads again' "
+        "where status = 'loading' returning file",
+        [datetime.now(UTC)],
+    ).fetchall()
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class FileStart:
+    file: str
+    file_name: str
+    kind: str
+    size: int
+    checksum: str
+
+
+def start_files(
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    load_id: str,
+    files: list[FileStart],
+    export_job: str | None,
+) -> None:
+    """Record files as ``loading`` (one statement; committed before their data)."""
+    con.execute(
+        f"""
+        insert into {qualified(schema, "_loads")}
+            (load_id, file, file_name, kind, size, checksum, status, export_job, started_at)
+        select ?, unnest(?), unnest(?), unnest(?), unnest(?), unnest(?), 'loading', ?, ?
+        """,
+        [
+            load_id,
+            [f.file for f in files],
+            [f.file_name for f in files],
+            [f.kind for f in files],
+            [f.size for f in files],
+            [f.checksum for f in files],
+            export_job,
+            datetime.now(UTC),
+        ],
+    )
+
+
+def finish_files(
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    load_id: str,
+    results: dict[str, FileCounts],
+    *,
+    status: str = "loaded",
+    error: str | None = None,
+) -> None:
+    """Set the final status and counts of files (by checksum) of this load."""
+    checksums = list(results)
+    columns = (
+        "header_lines",
+        "lines_read",
+        "rows_loaded",
+        "rows_inserted",
+        "rows_rejected",
+        "rows_skipped",
+    )
+    values = {column: [getattr(results[c], column) for c in checksums] for column in columns}
+    unnests = ", ".join(f"unnest(?) as {column}" for column in columns)
+    con.execute(
+        f"""
+        update {qualified(schema, "_loads")} as loads
+        set status = ?, finished_at = ?, error = ?,
+            {", ".join(f"{column} = counts.{column}" for column in columns)}
+        from (select unnest(?) as checksum, {unnests}) as counts
+        where loads.load_id = ? and loads.checksum = counts.checksum and loads.status = 'loading'
+        """,
+        [status, datetime.now(UTC), error, checksums, *values.values(), load_id],
+    )

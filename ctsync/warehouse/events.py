@@ -1,0 +1,418 @@
+"""Turning a batch of CleverTap event files into Segment-layout rows, inside DuckDB.
+
+Two ways in, one way out:
+
+* the fast path reads whole files with DuckDB's ``read_json`` (every non-blank line becomes
+  one row; a line that is not a JSON object becomes a row of NULLs);
+* a file with any line that does not validate is read again line by line (the exact path),
+  so each rejected line is quarantined with its number, its reason and its raw text.
+
+Both fill the temp table ``_ct_rows``; from there, SQL computes the standard columns, the
+deterministic ``id``, the context columns and the property columns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+
+from ctsync.exports.files import decompress, is_gzip
+from ctsync.naming import event_table, property_column, quote_identifier
+from ctsync.warehouse.structure import Leaf, discover, leaves
+
+TOP_LEVEL_COLUMNS = {
+    "ts": "JSON",
+    "eventName": "VARCHAR",
+    "profile": "JSON",
+    "deviceInfo": "JSON",
+    "eventProps": "JSON",
+    "sessionProps": "JSON",
+    "controlGroupName": "JSON",
+}
+_TOP_LEVEL_SPEC = json.dumps(TOP_LEVEL_COLUMNS)
+_TOP_LEVEL_STRUCT = ", ".join(f"{name} {type_}" for name, type_ in TOP_LEVEL_COLUMNS.items())
+_FIELDS = ", ".join(f'"{name}"' for name in TOP_LEVEL_COLUMNS)
+
+STANDARD_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "VARCHAR"),
+    ("user_id", "VARCHAR"),
+    ("anonymous_id", "VARCHAR"),
+    ("event", "VARCHAR"),
+    ("event_text", "VARCHAR"),
+    ("timestamp", "TIMESTAMP WITH TIME ZONE"),
+    ("original_timestamp", "TIMESTAMP WITH TIME ZONE"),
+    ("received_at", "TIMESTAMP WITH TIME ZONE"),
+    ("uuid_ts", "TIMESTAMP WITH TIME ZONE"),
+)
+"""Columns every track table starts with, in Segment's names."""
+
+UTM_CONTEXT = {
+    "utm_source": "context_campaign_source",
+    "utm_medium": "context_campaign_medium",
+    "utm_campaign": "context_campaign_name",
+    "utm_term": "context_campaign_term",
+    "utm_content": "context_campaign_content",
+}
+
+
+def _not_object(column: str) -> str:
+    return (
+        f"({column} is not null and left(cast({column} as varchar), 1) <> '{{' and cast({column} as varchar) <> 'null')"
+    )
+
+
+def _ts_text() -> str:
+    return "json_extract_string(ts, '$')"
+
+
+# A 14-digit number as it reads from the JSON text, else the text of a JSON string ("2024...").
+TS_LOCAL_SQL = (
+    "case when length(cast(ts as varchar)) = 14 then try_strptime(cast(ts as varchar), '%Y%m%d%H%M%S') "
+    "when regexp_full_match(coalesce(json_extract_string(ts, '$'), ''), '[0-9]{14}') "
+    "then try_strptime(json_extract_string(ts, '$'), '%Y%m%d%H%M%S') end"
+)
+
+
+REASON_SQL = f"""
+case
+    when eventName is null and ts is null and profile is null and deviceInfo is null
+         and eventProps is null and sessionProps is null and controlGroupName is null
+        then 'not a CleverTap event (no eventName, ts or other event field)'
+    when eventName is null then 'missing eventName'
+    when trim(eventName) = '' then 'eventName is empty'
+    when ts is null or cast(ts as varchar) = 'null' then 'missing ts'
+    when ts_local is null and not regexp_full_match(coalesce({_ts_text()}, ''), '[0-9]{{14}}')
+        then 'ts must be a 14-digit YYYYMMDDHHMMSS value, got ' || left(cast(ts as varchar), 40)
+    when ts_local is null then 'ts ' || {_ts_text()} || ' is not a real date and time'
+    when {_not_object("eventProps")} then 'eventProps is not a JSON object'
+    when {_not_object("profile")} then 'profile is not a JSON object'
+    when {_not_object("deviceInfo")} then 'deviceInfo is not a JSON object'
+    when {_not_object("sessionProps")} then 'sessionProps is not a JSON object'
+end
+"""
+
+
+@dataclass
+class StagedFile:
+    """A file of the batch, as DuckDB reads it."""
+
+    file_id: int
+    local_path: str
+    compressed: bool
+    header: bool
+
+
+def create_rows_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "create or replace temp table _ct_rows (file_id integer, line_no bigint, raw varchar, "
+        f"{_TOP_LEVEL_STRUCT}, ts_local timestamp, reason varchar)"
+    )
+
+
+def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> None:
+    """Read whole files with read_json; a header line becomes one all-NULL row."""
+    con.execute(
+        "create or replace temp table _ct_files as select * from "
+        "(select unnest(?) as file_id, unnest(?) as local_path, unnest(?) as header)",
+        [[f.file_id for f in files], [f.local_path for f in files], [f.header for f in files]],
+    )
+    columns = "{" + ", ".join(f"'{name}': '{type_}'" for name, type_ in TOP_LEVEL_COLUMNS.items()) + "}"
+    for compressed in (True, False):
+        paths = [f.local_path for f in files if f.compressed == compressed]
+        if not paths:
+            continue
+        con.execute(
+            f"""
+            insert into _ct_rows
+            select file_id, null, null, {_FIELDS}, ts_local, {REASON_SQL} as reason
+            from (
+            select files.file_id, {_FIELDS}, {TS_LOCAL_SQL} as ts_local
+            from read_json(?, format = 'newline_delimited', ignore_errors = true, filename = true,
+                           compression = '{"gzip" if compressed else "none"}', columns = {columns},
+                           maximum_object_size = 134217728) as rows
+            join _ct_files as files on files.local_path = rows.filename
+            )
+            """,
+            [paths],
+        )
+
+
+def dirty_files(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Files whose rows do not all validate (beyond the one header row a file may have)."""
+    rows = con.execute(
+        """
+        select rows.file_id
+        from _ct_rows as rows
+        join _ct_files as files using (file_id)
+        where rows.line_no is null
+        group by rows.file_id, files.header
+        having count(*) filter (where rows.reason is not null) <> case when files.header then 1 else 0 end
+        """
+    ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def drop_fast_header_rows(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "delete from _ct_rows where line_no is null and reason is not null "
+        "and file_id in (select file_id from _ct_files where header)"
+    )
+
+
+@dataclass
+class ExactLines:
+    """Lines of one file, split in Python so each keeps its number and text."""
+
+    header_lines: int = 0
+    blank_lines: int = 0
+    line_numbers: list[int] = field(default_factory=list)
+    raw: list[str] = field(default_factory=list)
+    utf8_errors: list[bool] = field(default_factory=list)
+
+
+def split_lines(data: bytes, url: str, header: bool) -> ExactLines:
+    content = decompress(data, url) if is_gzip(data) else data
+    result = ExactLines()
+    pieces = content.split(b"\n")
+    if pieces and pieces[-1] == b"":
+        pieces.pop()
+    for index, piece in enumerate(pieces):
+        line = piece[:-1] if piece.endswith(b"\r") else piece
+        if index == 0 and header:
+            result.header_lines = 1
+            continue
+        if not line.strip():
+            result.blank_lines += 1
+            continue
+        try:
+            text, bad = line.decode("utf-8"), False
+        except UnicodeDecodeError:
+            text, bad = line.decode("utf-8", errors="replace"), True
+        result.line_numbers.append(index + 1)
+        result.raw.append(text)
+        result.utf8_errors.append(bad)
+    return result
+
+
+def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines) -> None:
+    """Stage one file line by line, with the precise reason for each line that fails."""
+    con.execute("delete from _ct_rows where file_id = ?", [file_id])
+    table = pa.table(
+        {
+            "line_no": pa.array(lines.line_numbers, pa.int64()),
+            "raw": pa.array(lines.raw, pa.large_string()),
+            "utf8_error": pa.array(lines.utf8_errors, pa.bool_()),
+        }
+    )
+    con.register("_ct_lines", table)
+    try:
+        con.execute(
+            f"""
+            insert into _ct_rows
+            select ?, line_no, raw, {_FIELDS}, ts_local,
+                case
+                    when utf8_error then 'invalid UTF-8'
+                    when not valid then 'invalid JSON'
+                    when kind <> 'OBJECT' then 'a JSON ' || lower(kind) || ', not an object'
+                    else {REASON_SQL}
+                end
+            from (
+                select *, {TS_LOCAL_SQL} as ts_local
+                from (
+                select line_no, raw, utf8_error, valid, kind, unnest(parsed)
+                from (
+                    select line_no, raw, utf8_error, valid, kind,
+                        case when valid and kind = 'OBJECT'
+                             then json_transform(raw, '{_TOP_LEVEL_SPEC}') end as parsed
+                    from (
+                        select *, not utf8_error and json_valid(raw) as valid,
+                            case when not utf8_error and json_valid(raw) then json_type(raw) end as kind
+                        from _ct_lines
+                    )
+                )
+            )
+            """,
+            [file_id],
+        )
+    finally:
+        con.unregister("_ct_lines")
+
+
+@dataclass(frozen=True)
+class IdentifierPriority:
+    """Which profile fields become ``user_id`` (first non-empty wins) and ``anonymous_id``."""
+
+    user_id: tuple[str, ...] = ("identity", "email", "phone")
+    anonymous_id: str = "objectId"
+
+
+@dataclass
+class ContextPlan:
+    """Context columns (all VARCHAR) and the json_transform specs that fill them."""
+
+    columns: list[tuple[str, str]]  # (column, SQL expression)
+    profile_spec: str
+    device_spec: str
+    session_spec: str
+
+
+def _context_columns(
+    tree_leaves: list[Leaf], struct: str, prefix: str, mapping: dict[str, str] | None = None
+) -> list[tuple[str, str]]:
+    result = []
+    for leaf in tree_leaves:
+        column = (mapping or {}).get(leaf.path[0]) if len(leaf.path) == 1 else None
+        column = column or property_column(leaf.path, prefix=prefix)
+        access = struct + "".join("." + quote_identifier(key) for key in leaf.path)
+        result.append((column, f"cast({access} as varchar)"))
+    return result
+
+
+def _varchar_spec(tree_leaves: list[Leaf], extra: Sequence[str] = ()) -> str:
+    spec: dict[str, object] = {key: "VARCHAR" for key in extra}
+    for leaf in tree_leaves:
+        node = spec
+        for key in leaf.path[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+        node[leaf.path[-1]] = "VARCHAR"
+    return json.dumps(spec)
+
+
+def plan_context(con: duckdb.DuckDBPyConnection, priority: IdentifierPriority) -> ContextPlan:
+    where = "reason is null"
+    profile = leaves(discover(con, "_ct_rows", "profile", where=where).get(None, {}))
+    device = leaves(discover(con, "_ct_rows", "deviceInfo", where=where).get(None, {}))
+    session = leaves(discover(con, "_ct_rows", "sessionProps", where=where).get(None, {}))
+    columns = (
+        _context_columns(profile, "p", "context_traits_")
+        + _context_columns(device, "d", "context_device_")
+        + _context_columns(session, "s", "context_session_", UTM_CONTEXT)
+    )
+    # Two source keys can land in one column (spellings): coalesce them, in discovery order.
+    merged: dict[str, list[str]] = {}
+    for column, expression in columns:
+        merged.setdefault(column, []).append(expression)
+    profile_keys = [*priority.user_id, priority.anonymous_id, "objectId", "identity"]
+    return ContextPlan(
+        columns=[
+            (column, exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})")
+            for column, exprs in merged.items()
+        ],
+        profile_spec=_varchar_spec(profile, profile_keys),
+        device_spec=_varchar_spec(device),
+        session_spec=_varchar_spec(session),
+    )
+
+
+def register_event_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Map each event name in the batch to its table name (go-snakecase, in Python)."""
+    names = [
+        str(row[0]) for row in con.execute("select distinct eventName from _ct_rows where reason is null").fetchall()
+    ]
+    mapping = {name: event_table(name) for name in names}
+    con.execute(
+        "create or replace temp table _ct_event_names as select * from "
+        "(select unnest(?) as event_text, unnest(?) as event)",
+        [list(mapping), list(mapping.values())],
+    )
+    return mapping
+
+
+def _transform(column: str, spec: str) -> str:
+    if spec == "{}":
+        return "null"
+    quoted = spec.replace("'", "''")
+    return f"json_transform({column}, '{quoted}')"
+
+
+def build_events(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    context: ContextPlan,
+    priority: IdentifierPriority,
+    timezone: str,
+    received_at: str,
+    tracks: str | None,
+) -> None:
+    """``_ct_events``: one row per distinct valid event, with its standard and context columns.
+
+    ``is_new`` is false for events ``tracks`` already holds. Equal ids mean equal content and
+    so an equal timestamp: only the batch's time range of ``tracks`` is read.
+    """
+
+    def profile_field(name: str) -> str:
+        return f"nullif(trim(p.{quote_identifier(name)}), '')"
+
+    user_id = f"coalesce({', '.join(profile_field(name) for name in priority.user_id)})"
+    anonymous_id = profile_field(priority.anonymous_id)
+    context_sql = "".join(f",\n            {expr} as {quote_identifier(col)}" for col, expr in context.columns)
+    parts = [
+        "rows.eventName",
+        _ts_text(),
+        'coalesce(p."objectId", p."identity", \'\')',
+        "coalesce(cast(rows.eventProps as varchar), '')",
+        "coalesce(cast(rows.sessionProps as varchar), '')",
+        "coalesce(cast(rows.controlGroupName as varchar), '')",
+    ]
+    if tracks is None:
+        known = "select null::varchar as id where false"
+    else:
+        known = (
+            f"select existing.id from {tracks} as existing, bounds "
+            'where existing."timestamp" between bounds.low and bounds.high'
+        )
+    con.execute(
+        f"""
+        create or replace temp table _ct_events as
+        with parsed as (
+            select rows.*,
+                {_transform("rows.profile", context.profile_spec)} as p,
+                {_transform("rows.deviceInfo", context.device_spec)} as d,
+                {_transform("rows.sessionProps", context.session_spec)} as s
+            from _ct_rows as rows
+            where rows.reason is null
+        ),
+        hashed as (
+            select rows.*, md5(concat_ws(chr(31), {", ".join(parts)})) as content_hash
+            from parsed as rows
+        ),
+        numbered as (
+            -- Identical events in one file are distinct events (the k-th copy gets its own id);
+            -- the same event in two files (overlapping exports) is one event.
+            select *, row_number() over (partition by file_id, content_hash order by line_no) as occurrence
+            from hashed
+        ),
+        normalized as (
+            select
+                rows.file_id,
+                rows.line_no,
+                case when occurrence = 1 then content_hash
+                     else md5(content_hash || '#' || occurrence) end as id,
+                {user_id} as user_id,
+                {anonymous_id} as anonymous_id,
+                names.event,
+                rows.eventName as event_text,
+                timezone(?, rows.ts_local) as "timestamp",
+                cast(? as timestamp with time zone) as received_at{context_sql},
+                rows.eventProps,
+                rows.controlGroupName
+            from numbered as rows
+            join _ct_event_names as names on names.event_text = rows.eventName
+            qualify row_number() over (partition by id order by rows.file_id) = 1
+        ),
+        bounds as (select min("timestamp") as low, max("timestamp") as high from normalized),
+        known as ({known})
+        select normalized.*, known.id is null as is_new
+        from normalized
+        left join known on known.id = normalized.id
+        """,
+        [timezone, received_at],
+    )

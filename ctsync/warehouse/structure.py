@@ -1,0 +1,210 @@
+"""Discover the shape of JSON objects in a batch, and turn it into columns.
+
+For every (group, key path) the batch holds we learn its keys exactly (every row is read)
+and the JSON kinds its values take (``VARCHAR``, ``BIGINT``, ``UBIGINT``, ``DOUBLE``,
+``BOOLEAN``, ``ARRAY``, ``OBJECT``, ``NULL``) from a sample of up to ``SAMPLE_ROWS`` rows per
+group. Kinds only choose a new column's type: every value is then read as text and cast
+only where the cast gives back the same text, the rest going to the variant column, so a
+kind the sample missed costs a variant value, never a lost one. Objects are flattened (their
+keys become ``parent_child`` columns) unless some row holds a non-object at that key; arrays
+are kept as JSON text. All of it runs in DuckDB over the whole batch, never row by row in Python.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import duckdb
+
+SAMPLE_ROWS = 20_000
+"""Rows per group whose value kinds are read to choose new columns' types."""
+
+MAX_DEPTH = 5
+"""Objects nested deeper than this are kept as JSON text in one column."""
+
+SCALAR_KINDS = frozenset({"VARCHAR", "BIGINT", "UBIGINT", "DOUBLE", "BOOLEAN"})
+
+
+@dataclass
+class Node:
+    """One key of a JSON object: the kinds of its values and, for objects, its children."""
+
+    kinds: set[str] = field(default_factory=set)
+    children: dict[str, Node] = field(default_factory=dict)
+    mixed_object: bool = False
+    """Some rows hold an object at this key and others a scalar or array: keep it as text."""
+
+    @property
+    def is_object(self) -> bool:
+        """Flatten only keys whose non-null values are all objects."""
+        return "OBJECT" in self.kinds and not self.mixed_object
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A column-to-be: the key path and the kinds its values take in this batch."""
+
+    path: tuple[str, ...]
+    kinds: frozenset[str]
+
+
+def json_path(path: Sequence[str]) -> str:
+    """A DuckDB JSON path for a key path, every key quoted (keys may hold spaces, dots, $)."""
+    return "$" + "".join('."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"' for key in path)
+
+
+def discover(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    column: str,
+    group: str | None = None,
+    where: str = "true",
+) -> dict[str | None, dict[str, Node]]:
+    """Key tree of the JSON objects in ``relation.column``, per value of ``group``."""
+    group_sql = group if group is not None else "null::varchar"
+    trees: dict[str | None, dict[str, Node]] = {}
+    frontier: list[tuple[str | None, tuple[str, ...], dict[str, Node]]] = []
+
+    rows = con.execute(
+        f"""
+        select grp, key, count(*)
+        from (
+            select {group_sql} as grp, unnest(json_keys({column})) as key
+            from {relation}
+            where {column} is not null and ({where})
+        )
+        group by all
+        """
+    ).fetchall()
+    for grp, key, _count in rows:
+        tree = trees.setdefault(grp, {})
+        tree.setdefault(key, Node())
+    for grp, tree in trees.items():
+        frontier.append((grp, (), tree))
+
+    depth = 0
+    while frontier and depth < MAX_DEPTH:
+        depth += 1
+        next_frontier: list[tuple[str | None, tuple[str, ...], dict[str, Node]]] = []
+        for grp, prefix, tree in frontier:
+            paths = [(*prefix, key) for key in tree]
+            kinds = _kinds(con, relation, column, group_sql, grp, paths, where)
+            for path, node_kinds in zip(paths, kinds, strict=True):
+                node = tree[path[-1]]
+                node.kinds |= node_kinds
+                if "OBJECT" in node.kinds and depth < MAX_DEPTH:
+                    children, mixed = _child_keys(con, relation, column, group_sql, grp, path, where)
+                    node.mixed_object = mixed
+                    if not mixed:
+                        for child in children:
+                            node.children.setdefault(child, Node())
+                        if node.children:
+                            next_frontier.append((grp, path, node.children))
+        frontier = next_frontier
+    return trees
+
+
+def _group_filter(group_sql: str, grp: str | None) -> tuple[str, list[object]]:
+    if grp is None:
+        return f"{group_sql} is null", []
+    return f"{group_sql} = ?", [grp]
+
+
+def _kinds(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    column: str,
+    group_sql: str,
+    grp: str | None,
+    paths: list[tuple[str, ...]],
+    where: str,
+) -> list[set[str]]:
+    if not paths:
+        return []
+    json_paths = [json_path(path) for path in paths]
+    condition, params = _group_filter(group_sql, grp)
+    rows = con.execute(
+        f"""
+        select position, list(distinct kind)
+        from (
+            select unnest(range(?)) as position, unnest(json_type(value, ?)) as kind
+            from (
+                select {column} as value
+                from {relation}
+                where {column} is not null and {condition} and ({where})
+                limit {SAMPLE_ROWS}
+            )
+        )
+        where kind is not null
+        group by position
+        """,
+        [len(json_paths), json_paths, *params],
+    ).fetchall()
+    result: list[set[str]] = [set() for _ in paths]
+    for position, kinds in rows:
+        result[position] = set(kinds)
+    return result
+
+
+def _child_keys(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    column: str,
+    group_sql: str,
+    grp: str | None,
+    path: tuple[str, ...],
+    where: str,
+) -> tuple[list[str], bool]:
+    """Keys of the objects at ``path`` (all rows), and whether any row has a non-object there."""
+    condition, params = _group_filter(group_sql, grp)
+    path_sql = json_path(path)
+    rows = con.execute(
+        f"""
+        with typed as materialized (
+            select {column} as value, json_type({column}, ?) as kind
+            from {relation}
+            where {column} is not null and {condition} and ({where})
+        )
+        select
+            (select list(distinct key) from (
+                select unnest(json_keys(value, ?)) as key from typed where kind = 'OBJECT'
+            )),
+            (select coalesce(bool_or(kind not in ('OBJECT', 'NULL')), false) from typed where kind is not null)
+        """,
+        [path_sql, *params, path_sql],
+    ).fetchall()
+    keys, mixed = rows[0] if rows else ([], False)
+    return sorted(str(key) for key in keys or []), bool(mixed)
+
+
+def leaves(tree: dict[str, Node], prefix: tuple[str, ...] = ()) -> list[Leaf]:
+    """Flatten a key tree into the leaves that become columns (all-null keys included)."""
+    result: list[Leaf] = []
+    for key, node in tree.items():
+        path = (*prefix, key)
+        if node.is_object and node.children:
+            result.extend(leaves(node.children, path))
+        else:
+            result.append(Leaf(path=path, kinds=frozenset(node.kinds)))
+    return result
+
+
+def text_spec(leaf_list: Sequence[Leaf]) -> str:
+    """The json_transform structure (as JSON text) that reads every leaf as text.
+
+    Text is lossless for every JSON value: strings as they are, numbers and booleans in
+    DuckDB's canonical rendering, arrays and objects as JSON.
+    """
+    spec: dict[str, object] = {}
+    for leaf in leaf_list:
+        node = spec
+        for key in leaf.path[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+        node[leaf.path[-1]] = "VARCHAR"
+    return json.dumps(spec)
