@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -91,6 +91,10 @@ class LoadOptions:
     identifiers: IdentifierPriority = field(default_factory=IdentifierPriority)
     batch_bytes: int = DEFAULT_BATCH_BYTES
     export_job: str | None = None
+    events: frozenset[str] | None = None
+    """Event names to load (an export's data type); other valid events are skipped and counted."""
+    days: tuple[date, date] | None = None
+    """Inclusive range of local dates (of ``ts``) to load; other valid events are skipped and counted."""
 
 
 def check_region(region: str, workspace_region: str) -> None:
@@ -302,12 +306,18 @@ def _stage_and_write(
         else:
             counts[file_id].header_lines = 1 if item.staged.header else 0
     by_id = {item.staged.file_id: item for item in todo}
-    for file_id, lines_read, valid in con.execute(
-        "select file_id, count(*), count(*) filter (where reason is null) from _ct_rows group by file_id"
+    keep, keep_params = _keep_filter(options)
+    for file_id, lines_read, valid, skipped in con.execute(
+        "select file_id, count(*), count(*) filter (where reason is null), "
+        f"count(*) filter (where reason is null and not ({keep})) from _ct_rows group by file_id",
+        keep_params,
     ).fetchall():
         counts[file_id].lines_read = lines_read
-        counts[file_id].rows_loaded = valid
+        counts[file_id].rows_loaded = valid - skipped
+        counts[file_id].rows_skipped = skipped
         counts[file_id].rows_rejected = lines_read - valid
+    if any(c.rows_skipped for c in counts.values()):
+        con.execute(f"delete from _ct_rows where reason is null and not ({keep})", keep_params)
     if any(c.rows_rejected for c in counts.values()):
         con.execute(
             f"""
@@ -524,6 +534,18 @@ def _plan_columns(prop_leaves: list[Leaf], current: dict[str, str]) -> list[Colu
 def _normal_type(data_type: str) -> str:
     upper = data_type.upper()
     return {"INTEGER": "BIGINT", "FLOAT": "DOUBLE", "REAL": "DOUBLE", "TEXT": "VARCHAR"}.get(upper, upper)
+
+
+def _keep_filter(options: LoadOptions) -> tuple[str, list[object]]:
+    """SQL condition (on ``_ct_rows``) for the valid events this load keeps."""
+    conditions, params = ["true"], list[object]()
+    if options.events is not None:
+        conditions.append("eventName in (select unnest(?::varchar[]))")
+        params.append(sorted(options.events))
+    if options.days is not None:
+        conditions.append("cast(ts_local as date) between ? and ?")
+        params.extend(options.days)
+    return " and ".join(conditions), params
 
 
 def _base_select(context_columns: list[tuple[str, str]]) -> str:

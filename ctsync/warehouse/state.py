@@ -1,0 +1,37 @@
+"""SQLAlchemy access to ctsync's own state in the warehouse (export jobs, sync state, outbox).
+
+Everything ctsync keeps for itself lives in one schema, ``ctsync``, next to the data, so a
+server warehouse (PostgreSQL) can hold it as well as the embedded DuckDB file.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from ctsync.errors import CtsyncError
+from ctsync.warehouse.connection import WarehouseTarget, parse_warehouse
+
+STATE_SCHEMA = "ctsync"
+
+
+def state_engine(warehouse: str | WarehouseTarget) -> sa.Engine:
+    """An engine on the warehouse; connections are not pooled, so no file stays locked."""
+    target = warehouse if isinstance(warehouse, WarehouseTarget) else parse_warehouse(warehouse)
+    try:
+        engine = sa.create_engine(target.sqlalchemy_url, poolclass=NullPool)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise CtsyncError(f"cannot use the warehouse {target.describe()}: {exc}") from exc
+    if target.kind == "duckdb":
+
+        @sa.event.listens_for(engine, "connect")
+        def _utc(dbapi_connection: object, _record: object) -> None:
+            cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+            cursor.execute("set TimeZone = 'UTC'")
+            cursor.close()
+
+    return engine
+
+
+def ensure_state_schema(connection: sa.Connection) -> None:
+    connection.execute(sa.text(f'create schema if not exists "{STATE_SCHEMA}"'))
