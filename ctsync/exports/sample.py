@@ -128,6 +128,7 @@ def write_sample_export(
     compress: bool = True,
     profiles: bool = True,
     progress: Callable[[int], None] | None = None,
+    request_id: str = REQUEST_ID,
 ) -> SampleSummary:
     """Write about ``events`` events for ``users`` users over the ``days`` days before ``end``.
 
@@ -164,6 +165,7 @@ def write_sample_export(
             # both occur in real exports and must land in the same columns.
             writer = _SeriesWriter(
                 directory,
+                request_id,
                 run_ts,
                 name,
                 day,
@@ -185,7 +187,7 @@ def write_sample_export(
         progress(pending_progress)
     summary.files.sort()
     if profiles:
-        summary.profile_file = _write_profiles(directory, people, run_ts, compress)
+        summary.profile_file = _write_profiles(directory, people, request_id, run_ts, compress)
     return summary
 
 
@@ -469,6 +471,7 @@ class _SeriesWriter:
     def __init__(
         self,
         directory: Path,
+        request_id: str,
         run_ts: str,
         event_name: str,
         day: str,
@@ -479,6 +482,7 @@ class _SeriesWriter:
         snake_spelling: bool,
     ) -> None:
         self._directory = directory
+        self._request_id = request_id
         self._run_ts = run_ts
         self._event_name = event_name
         self._day = day
@@ -509,7 +513,9 @@ class _SeriesWriter:
         # CleverTap replaces whitespace and slashes in file names with '-'.
         safe_name = file_safe_name(self._event_name)
         suffix = ".json.gz" if self._compress else ".json"
-        path = self._directory / (f"{REQUEST_ID}-{self._run_ts}-{safe_name}-{self._day}-{self._index}-{DB_ID}{suffix}")
+        path = self._directory / (
+            f"{self._request_id}-{self._run_ts}-{safe_name}-{self._day}-{self._index}-{DB_ID}{suffix}"
+        )
         lines = b"\n".join(self._buffer) + b"\n"
         if self._header_line:
             lines = self._event_name.encode("utf-8") + b"\n" + lines
@@ -522,7 +528,7 @@ class _SeriesWriter:
         self._index += 1
 
 
-def _write_profiles(directory: Path, people: list[_User], run_ts: str, compress: bool) -> Path:
+def _write_profiles(directory: Path, people: list[_User], request_id: str, run_ts: str, compress: bool) -> Path:
     """A legacy profile export: flat JSON lines, one per user, keys dropped when missing."""
     lines: list[bytes] = []
     for user in people:
@@ -554,7 +560,7 @@ def _write_profiles(directory: Path, people: list[_User], run_ts: str, compress:
             row["Customer Type"] = ("Gold", "Silver", "Bronze")[user.index % 3]
         lines.append(orjson.dumps(row))
     suffix = ".gz" if compress else ""
-    path = directory / f"{ACCOUNT_ID}-{REQUEST_ID}-{run_ts}-{DB_ID}-json{suffix}"
+    path = directory / f"{ACCOUNT_ID}-{request_id}-{run_ts}-{DB_ID}-json{suffix}"
     body = b"\n".join(lines) + b"\n"
     path.write_bytes(gzip.compress(body, compresslevel=1, mtime=0) if compress else body)
     return path

@@ -37,8 +37,7 @@ def new_column_type(kinds: frozenset[str]) -> str | None:
 
 def widened_type(current: str, kinds: frozenset[str]) -> str:
     """BIGINT meeting reals becomes DOUBLE; every other type stays as it is."""
-    present = set(kinds) - {"NULL"}
-    if current == "BIGINT" and present and present <= NUMERIC_KINDS and "DOUBLE" in present:
+    if current == "BIGINT" and "DOUBLE" in kinds:
         return "DOUBLE"
     return current
 

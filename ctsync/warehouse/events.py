@@ -213,6 +213,18 @@ def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines)
         con.execute(
             f"""
             insert into _ct_rows
+            with checked as (
+                select line_no, raw, utf8_error,
+                    not utf8_error and json_valid(raw) as valid,
+                    case when not utf8_error and json_valid(raw) then json_type(raw) end as kind
+                from _ct_lines
+            ),
+            parsed as (
+                select line_no, raw, utf8_error, valid, kind,
+                    unnest(case when valid and kind = 'OBJECT' then json_transform(raw, '{_TOP_LEVEL_SPEC}') end)
+                from checked
+            ),
+            timed as (select *, {TS_LOCAL_SQL} as ts_local from parsed)
             select ?, line_no, raw, {_FIELDS}, ts_local,
                 case
                     when utf8_error then 'invalid UTF-8'
@@ -220,21 +232,7 @@ def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines)
                     when kind <> 'OBJECT' then 'a JSON ' || lower(kind) || ', not an object'
                     else {REASON_SQL}
                 end
-            from (
-                select *, {TS_LOCAL_SQL} as ts_local
-                from (
-                select line_no, raw, utf8_error, valid, kind, unnest(parsed)
-                from (
-                    select line_no, raw, utf8_error, valid, kind,
-                        case when valid and kind = 'OBJECT'
-                             then json_transform(raw, '{_TOP_LEVEL_SPEC}') end as parsed
-                    from (
-                        select *, not utf8_error and json_valid(raw) as valid,
-                            case when not utf8_error and json_valid(raw) then json_type(raw) end as kind
-                        from _ct_lines
-                    )
-                )
-            )
+            from timed
             """,
             [file_id],
         )

@@ -1,0 +1,166 @@
+"""Load benchmark: ctsync's loader against a bare DuckDB read_json of the same files.
+
+    python benchmarks/load.py --events 1000000 [--repeat 3] [--warehouse-kind duckdb]
+
+Generates the export once (cached under benchmarks/data/), then alternates, ``--repeat`` times:
+a bare ``create table t as select * from read_json(files, format='newline_delimited')`` into a
+fresh DuckDB file, and ``load_export_files`` into a fresh DuckDB file. Each measurement runs in
+its own process, so its peak RSS is its own. Prints medians and the ratio of the medians.
+Targets on a 2-core machine: >= 150k events/s at 1M events, <= 1.5x the bare read, peak RSS
+<= 2 GiB at 10M events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT / "data"
+END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _shard(args: tuple[str, int, int, int]) -> int:
+    from ctsync.exports.sample import write_sample_export
+
+    folder, events, users, index = args
+    summary = write_sample_export(
+        folder,
+        events=events,
+        users=users,
+        seed=1000 + index,
+        end=END,
+        timezone="Asia/Kolkata",
+        profiles=False,
+        request_id=f"17{index:08d}",
+        max_records_per_file=200_000,
+    )
+    return summary.events
+
+
+def ensure_export(events: int) -> Path:
+    """The benchmark export for ``events`` events, written once (in parallel shards) and reused."""
+    folder = DATA / f"events-{events}"
+    marker = folder / ".complete"
+    if marker.exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shards = max(1, min(os.cpu_count() or 1, 8, events // 250_000 or 1))
+    per_shard = events // shards
+    jobs = [
+        (str(folder), per_shard + (events - per_shard * shards if i == 0 else 0), max(1000, per_shard // 20), i)
+        for i in range(shards)
+    ]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(shards) as pool:
+        written = sum(pool.map(_shard, jobs))
+    marker.write_text(str(written))
+    print(f"generated {written:,} events in {time.perf_counter() - started:.0f} s into {folder}", file=sys.stderr)
+    return folder
+
+
+def uncompressed_bytes(folder: Path) -> int:
+    """Sum of the gzip ISIZE trailers (size mod 2^32 of each member; files here are far smaller)."""
+    total = 0
+    for path in folder.glob("*.json.gz"):
+        with path.open("rb") as handle:
+            handle.seek(-4, os.SEEK_END)
+            total += struct.unpack("<I", handle.read(4))[0]
+    return total
+
+
+def worker(kind: str, folder: str, warehouse: str) -> None:
+    """One measurement, in its own process; prints JSON with seconds, rows and peak RSS."""
+    started = time.perf_counter()
+    if kind == "bare":
+        import duckdb
+
+        con = duckdb.connect(warehouse)
+        con.execute(
+            f"create table t as select * from read_json('{folder}/*.json.gz', format = 'newline_delimited', "
+            "ignore_errors = true)"
+        )
+        rows = con.execute("select count(*) from t").fetchall()[0][0]
+        con.close()
+    else:
+        from ctsync.warehouse.loader import LoadOptions, load_export_files
+
+        summary = load_export_files(
+            [folder], LoadOptions(nickname="CleverTap_Prod", timezone="Asia/Kolkata"), warehouse=warehouse
+        )
+        if summary.failed:
+            raise SystemExit(f"load failed: {summary.failed[0].error}")
+        rows = summary.total("rows_inserted")
+    seconds = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mib": peak_kib / 1024}))
+
+
+def measure(kind: str, folder: Path) -> dict[str, float]:
+    workdir = tempfile.mkdtemp(prefix="ctsync-bench-")
+    try:
+        warehouse = os.path.join(workdir, "bench.duckdb")
+        output = subprocess.run(
+            [sys.executable, __file__, "--worker", kind, str(folder), warehouse],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return dict(json.loads(output.strip().splitlines()[-1]))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--worker", nargs=3, metavar=("KIND", "FOLDER", "WAREHOUSE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(*args.worker)
+        return
+    folder = ensure_export(args.events)
+    events = int((folder / ".complete").read_text())
+    compressed = sum(path.stat().st_size for path in folder.glob("*.json.gz"))
+    raw = uncompressed_bytes(folder)
+    files = len(list(folder.glob("*.json.gz")))
+    print(f"input: {events:,} events in {files} files, {compressed / 1e6:.0f} MB gzip, {raw / 1e6:.0f} MB JSON")
+    bare, ours = [], []
+    for run in range(args.repeat):
+        bare.append(measure("bare", folder))
+        ours.append(measure("ctsync", folder))
+        print(
+            f"run {run + 1}: bare read_json {bare[-1]['seconds']:.2f} s | ctsync load {ours[-1]['seconds']:.2f} s "
+            f"({ours[-1]['rows']:,} rows, peak RSS {ours[-1]['peak_rss_mib']:.0f} MiB)"
+        )
+    bare_s = statistics.median(m["seconds"] for m in bare)
+    ours_s = statistics.median(m["seconds"] for m in ours)
+    rss = max(m["peak_rss_mib"] for m in ours)
+    print()
+    print(
+        f"ctsync load      median {ours_s:.2f} s   {events / ours_s:,.0f} events/s   "
+        f"{raw / 1e6 / ours_s:.0f} MB/s JSON ({compressed / 1e6 / ours_s:.1f} MB/s gzip)   peak RSS {rss:.0f} MiB"
+    )
+    print(f"bare read_json   median {bare_s:.2f} s   {events / bare_s:,.0f} events/s")
+    print(f"ratio ctsync / bare: {ours_s / bare_s:.2f}x")
+    print()
+    print("targets: >= 150,000 events/s at 1M events; <= 1.5x the bare read; peak RSS <= 2048 MiB at 10M events")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT.parent))
+    main()
