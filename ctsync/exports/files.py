@@ -46,6 +46,8 @@ class ExportFile:
     day: str | None = None
     file_index: int | None = None
     db_id: str | None = None
+    fingerprint: str | None = None
+    """What identifies this version of the file without reading it (ETag, or size and mtime)."""
 
     @property
     def name(self) -> str:
@@ -56,7 +58,7 @@ class ExportFile:
         return "://" in self.url and not self.url.startswith("file://")
 
 
-def parse_file_name(url: str, size: int = 0) -> ExportFile:
+def parse_file_name(url: str, size: int = 0, fingerprint: str | None = None) -> ExportFile:
     """Describe a file from its name, CleverTap's legacy naming being the expected one."""
     name = url.rstrip("/").rsplit("/", 1)[-1]
     match = _EVENT_NAME.match(name)
@@ -64,6 +66,7 @@ def parse_file_name(url: str, size: int = 0) -> ExportFile:
         return ExportFile(
             url=url,
             size=size,
+            fingerprint=fingerprint,
             kind=FileKind.EVENTS,
             request_id=match["request_id"],
             run_ts=match["run_ts"],
@@ -77,12 +80,13 @@ def parse_file_name(url: str, size: int = 0) -> ExportFile:
         return ExportFile(
             url=url,
             size=size,
+            fingerprint=fingerprint,
             kind=FileKind.PROFILES,
             request_id=match["request_id"],
             run_ts=match["run_ts"],
             db_id=match["db_id"],
         )
-    return ExportFile(url=url, size=size, kind=FileKind.UNKNOWN)
+    return ExportFile(url=url, size=size, kind=FileKind.UNKNOWN, fingerprint=fingerprint)
 
 
 def discover_files(paths: Sequence[str]) -> list[ExportFile]:
@@ -127,11 +131,14 @@ def _expand_local(path: str) -> list[ExportFile]:
         candidates = [path]
     else:
         return []
-    return [
-        parse_file_name(os.path.abspath(candidate), os.path.getsize(candidate))
-        for candidate in candidates
-        if os.path.isfile(candidate)
-    ]
+    result = []
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            stat = os.stat(candidate)
+            result.append(
+                parse_file_name(os.path.abspath(candidate), stat.st_size, f"{stat.st_size}:{stat.st_mtime_ns}")
+            )
+    return result
 
 
 def filesystem_for(url: str) -> Any:
@@ -167,7 +174,11 @@ def _expand_remote(url: str) -> list[ExportFile]:
         if not glob.has_magic(url) and not _looks_like_export(name):
             continue
         full = key if "://" in str(key) else f"{protocol}://{key}"
-        result.append(parse_file_name(full, int(info.get("size") or 0)))
+        size = int(info.get("size") or 0)
+        tag = (
+            info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("LastModified") or info.get("mtime")
+        )
+        result.append(parse_file_name(full, size, f"{size}:{tag}" if tag else None))
     return result
 
 
@@ -203,11 +214,16 @@ def decompress(data: bytes, url: str) -> bytes:
 
 def first_line(data: bytes) -> bytes:
     """First line of the (decompressed) content, read lazily from gzip data."""
+    return first_lines(data, 1)[0]
+
+
+def first_lines(data: bytes, count: int) -> list[bytes]:
+    """The first ``count`` lines of the (decompressed) content, read lazily from gzip data."""
     if is_gzip(data):
         decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
         chunk = b""
         position = 0
-        while b"\n" not in chunk and position < len(data):
+        while chunk.count(b"\n") < count and position < len(data):
             try:
                 chunk += decoder.decompress(data[position : position + 65536], 1 << 20)
             except zlib.error:
@@ -215,8 +231,33 @@ def first_line(data: bytes) -> bytes:
             position += 65536
             if len(chunk) > (1 << 20):
                 break
-        return chunk.split(b"\n", 1)[0]
-    return data[: 1 << 20].split(b"\n", 1)[0]
+        return (chunk.split(b"\n", count) + [b""] * count)[:count]
+    return (data[: 1 << 20].split(b"\n", count) + [b""] * count)[:count]
+
+
+def sniff_kind(data: bytes) -> FileKind:
+    """Events or profiles, from the first JSON record: events carry ``eventName``."""
+    import json
+
+    for line in first_lines(data, 2):
+        text = line.strip()
+        if not text.startswith(b"{"):
+            continue
+        try:
+            record = json.loads(text)
+        except ValueError:
+            return FileKind.EVENTS
+        if (
+            isinstance(record, dict)
+            and "eventName" not in record
+            and "ts" not in record
+            and any(
+                key in record for key in ("clevertapId", "identity", "objectId", "Email", "Phone", "all_identities")
+            )
+        ):
+            return FileKind.PROFILES
+        return FileKind.EVENTS
+    return FileKind.EVENTS
 
 
 def is_header_line(line: bytes, event_name_hint: str | None = None) -> bool:

@@ -558,6 +558,8 @@ def _write_profiles(directory: Path, people: list[_User], request_id: str, run_t
             birth = date(1970 + user.index % 35, 1 + user.index % 12, 1 + user.index % 28)
             row["DOB"] = f"$D_{int(datetime(birth.year, birth.month, birth.day, tzinfo=UTC).timestamp())}"
             row["Customer Type"] = ("Gold", "Silver", "Bronze")[user.index % 3]
+            if user.index % 4 == 0:
+                row["Photo"] = f"https://cdn.example.com/avatars/{user.index}.png"
         lines.append(orjson.dumps(row))
     suffix = ".gz" if compress else ""
     path = directory / f"{ACCOUNT_ID}-{request_id}-{run_ts}-{DB_ID}-json{suffix}"

@@ -22,6 +22,7 @@ LOADS_COLUMNS = """
     kind varchar,
     size bigint,
     checksum varchar not null,
+    fingerprint varchar,
     status varchar not null,
     export_job varchar,
     header_lines integer,
@@ -59,9 +60,13 @@ class FileCounts:
 
 
 def ensure_bookkeeping(con: duckdb.DuckDBPyConnection, schema: str) -> None:
+    """Create the bookkeeping tables, or add the columns a newer ctsync keeps."""
     con.execute(f"create schema if not exists {quote_identifier(schema)}")
-    con.execute(f"create table if not exists {qualified(schema, '_loads')} ({LOADS_COLUMNS})")
-    con.execute(f"create table if not exists {qualified(schema, '_rejected')} ({REJECTED_COLUMNS})")
+    for table, columns in (("_loads", LOADS_COLUMNS), ("_rejected", REJECTED_COLUMNS)):
+        con.execute(f"create table if not exists {qualified(schema, table)} ({columns})")
+        for definition in columns.strip().split(",\n"):
+            name, type_ = definition.split()[:2]
+            con.execute(f"alter table {qualified(schema, table)} add column if not exists {name} {type_}")
 
 
 def loaded_checksums(con: duckdb.DuckDBPyConnection, schema: str, checksums: Iterable[str]) -> set[str]:
@@ -74,6 +79,21 @@ def loaded_checksums(con: duckdb.DuckDBPyConnection, schema: str, checksums: Ite
         [wanted],
     ).fetchall()
     return {str(row[0]) for row in rows}
+
+
+def loaded_fingerprints(
+    con: duckdb.DuckDBPyConnection, schema: str, files: Iterable[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which (file, fingerprint) pairs were loaded already: unchanged files need not be read again."""
+    pairs = sorted(set(files))
+    if not pairs:
+        return set()
+    rows = con.execute(
+        f"select distinct file, fingerprint from {qualified(schema, '_loads')} "
+        "where status = 'loaded' and (file, fingerprint) in (select unnest(?), unnest(?))",
+        [[file for file, _ in pairs], [fingerprint for _, fingerprint in pairs]],
+    ).fetchall()
+    return {(str(file), str(fingerprint)) for file, fingerprint in rows}
 
 
 def mark_interrupted(con: duckdb.DuckDBPyConnection, schema: str) -> int:
@@ -94,6 +114,7 @@ class FileStart:
     kind: str
     size: int
     checksum: str
+    fingerprint: str | None
 
 
 def start_files(
@@ -107,8 +128,8 @@ def start_files(
     con.execute(
         f"""
         insert into {qualified(schema, "_loads")}
-            (load_id, file, file_name, kind, size, checksum, status, export_job, started_at)
-        select ?, unnest(?), unnest(?), unnest(?), unnest(?), unnest(?), 'loading', ?, ?
+            (load_id, file, file_name, kind, size, checksum, fingerprint, status, export_job, started_at)
+        select ?, unnest(?), unnest(?), unnest(?), unnest(?), unnest(?), unnest(?::varchar[]), 'loading', ?, ?
         """,
         [
             load_id,
@@ -117,6 +138,7 @@ def start_files(
             [f.kind for f in files],
             [f.size for f in files],
             [f.checksum for f in files],
+            [f.fingerprint for f in files],
             export_job,
             datetime.now(UTC),
         ],

@@ -29,20 +29,15 @@ from ctsync.exports.files import (
     is_gzip,
     is_header_line,
     read_bytes,
+    sniff_kind,
 )
-from ctsync.naming import property_column, qualified, quote_identifier, schema_name
-from ctsync.warehouse import bookkeeping, events
+from ctsync.naming import qualified, quote_identifier, schema_name
+from ctsync.warehouse import bookkeeping, events, profiles, tables
 from ctsync.warehouse.bookkeeping import FileCounts
-from ctsync.warehouse.columns import (
-    ColumnPlan,
-    new_column_type,
-    plan_expressions,
-    variant_column,
-    widened_type,
-)
 from ctsync.warehouse.connection import WarehouseTarget, connect_duckdb, parse_warehouse
 from ctsync.warehouse.events import IdentifierPriority, StagedFile
-from ctsync.warehouse.structure import Leaf, discover, leaves, text_spec
+from ctsync.warehouse.structure import discover, leaves
+from ctsync.warehouse.tables import Column
 
 DEFAULT_BATCH_BYTES = 256 * 1024 * 1024
 """Uncompressed bytes staged per transaction (gzip files count ~8x their size)."""
@@ -64,6 +59,8 @@ class LoadSummary:
     warehouse: str
     files: list[FileResult] = field(default_factory=list)
     inserted_by_event: dict[str, int] = field(default_factory=dict)
+    """New rows per table (event tables and ``identifies``)."""
+    users_refreshed: int = 0
     seconds: float = 0.0
     interrupted_before: int = 0
 
@@ -95,6 +92,8 @@ class LoadOptions:
     """Event names to load (an export's data type); other valid events are skipped and counted."""
     days: tuple[date, date] | None = None
     """Inclusive range of local dates (of ``ts``) to load; other valid events are skipped and counted."""
+    kinds: frozenset[FileKind] | None = None
+    """Which exports to load (events, profiles); files of another kind are skipped. None: both."""
 
 
 def check_region(region: str, workspace_region: str) -> None:
@@ -189,31 +188,25 @@ def _batches(files: list[ExportFile], batch_bytes: int) -> list[list[ExportFile]
 @dataclass
 class _Prepared:
     export_file: ExportFile
+    kind: FileKind
     data: bytes
     checksum: str
     staged: StagedFile
 
 
-def _load_batch(
-    con: duckdb.DuckDBPyConnection,
-    batch: list[ExportFile],
-    schema: str,
-    options: LoadOptions,
-    load_id: str,
-    workdir: str,
-    summary: LoadSummary,
-    progress: ProgressCallback | None,
-) -> None:
+def _prepare(batch: list[ExportFile], options: LoadOptions, workdir: str, summary: LoadSummary) -> list[_Prepared]:
+    """Read each file once: checksum, kind (by name, else by content), header line, local copy."""
     prepared: list[_Prepared] = []
     seen: set[str] = set()
     for index, export_file in enumerate(batch):
-        if export_file.kind is FileKind.PROFILES:
-            summary.files.append(FileResult(export_file, "skipped", error="a profile export, not events"))
-            continue
         try:
             data = read_bytes(export_file)
         except CtsyncError as exc:
             summary.files.append(FileResult(export_file, "failed", error=str(exc)))
+            continue
+        kind = export_file.kind if export_file.kind is not FileKind.UNKNOWN else sniff_kind(data)
+        if options.kinds is not None and kind not in options.kinds:
+            summary.files.append(FileResult(export_file, "skipped", error=f"a {kind.value} export, not loaded here"))
             continue
         digest = checksum(data)
         if digest in seen:
@@ -226,7 +219,31 @@ def _load_batch(
             with open(local_path, "wb") as handle:
                 handle.write(data)
         header = is_header_line(first_line(data), export_file.event_name_hint)
-        prepared.append(_Prepared(export_file, data, digest, StagedFile(index, local_path, is_gzip(data), header)))
+        staged = StagedFile(index, local_path, is_gzip(data), header)
+        prepared.append(_Prepared(export_file, kind, data, digest, staged))
+    return prepared
+
+
+def _load_batch(
+    con: duckdb.DuckDBPyConnection,
+    batch: list[ExportFile],
+    schema: str,
+    options: LoadOptions,
+    load_id: str,
+    workdir: str,
+    summary: LoadSummary,
+    progress: ProgressCallback | None,
+) -> None:
+    unchanged = bookkeeping.loaded_fingerprints(
+        con, schema, [(f.url, f.fingerprint) for f in batch if f.fingerprint is not None]
+    )
+    fresh = []
+    for export_file in batch:
+        if (export_file.url, export_file.fingerprint) in unchanged:
+            summary.files.append(FileResult(export_file, "skipped", error="already loaded (unchanged)"))
+        else:
+            fresh.append(export_file)
+    prepared = _prepare(fresh, options, workdir, summary)
     already = bookkeeping.loaded_checksums(con, schema, [p.checksum for p in prepared])
     todo = []
     for item in prepared:
@@ -248,9 +265,10 @@ def _load_batch(
             bookkeeping.FileStart(
                 item.export_file.url,
                 item.export_file.name,
-                FileKind.EVENTS.value,
+                item.kind.value,
                 item.export_file.size,
                 item.checksum,
+                item.export_file.fingerprint,
             )
             for item in todo
         ],
@@ -258,19 +276,20 @@ def _load_batch(
     )
     try:
         con.begin()
-        counts = _stage_and_write(con, todo, schema, options, load_id, summary)
+        counts: dict[int, FileCounts] = {item.staged.file_id: FileCounts() for item in todo}
+        event_items = [item for item in todo if item.kind is not FileKind.PROFILES]
+        profile_items = [item for item in todo if item.kind is FileKind.PROFILES]
+        if event_items:
+            _stage_and_write_events(con, event_items, schema, options, load_id, summary, counts)
+        if profile_items:
+            _stage_and_write_profiles(con, profile_items, schema, options, load_id, summary, counts)
         bookkeeping.finish_files(con, schema, load_id, {item.checksum: counts[item.staged.file_id] for item in todo})
         con.commit()
     except (duckdb.Error, CtsyncError, OSError) as exc:
         con.rollback()
         message = str(exc).splitlines()[0][:500]
         bookkeeping.finish_files(
-            con,
-            schema,
-            load_id,
-            {item.checksum: FileCounts() for item in todo},
-            status="failed",
-            error=message,
+            con, schema, load_id, {item.checksum: FileCounts() for item in todo}, status="failed", error=message
         )
         for item in todo:
             summary.files.append(FileResult(item.export_file, "failed", error=message))
@@ -278,25 +297,65 @@ def _load_batch(
         for item in todo:
             summary.files.append(FileResult(item.export_file, "loaded", counts[item.staged.file_id]))
     finally:
-        con.execute("drop table if exists _ct_rows")
-        con.execute("drop table if exists _ct_events")
+        for temp in ("_ct_rows", "_ct_events", "_ct_profile_rows", "_ct_identifies"):
+            con.execute(f"drop table if exists {temp}")
     if progress is not None:
         progress(len(todo), sum(p.export_file.size for p in todo))
 
 
-def _stage_and_write(
+def _count_and_quarantine(
+    con: duckdb.DuckDBPyConnection,
+    rows_table: str,
+    items: list[_Prepared],
+    schema: str,
+    load_id: str,
+    counts: dict[int, FileCounts],
+    keep: tuple[str, list[object]] = ("true", []),
+) -> None:
+    """Per-file line counts, then the rejected lines into ``_rejected`` and the skipped ones out."""
+    keep_sql, keep_params = keep
+    for file_id, lines_read, valid, skipped in con.execute(
+        "select file_id, count(*), count(*) filter (where reason is null), "
+        f"count(*) filter (where reason is null and not ({keep_sql})) from {rows_table} group by file_id",
+        keep_params,
+    ).fetchall():
+        counts[file_id].lines_read = lines_read
+        counts[file_id].rows_loaded = valid - skipped
+        counts[file_id].rows_skipped = skipped
+        counts[file_id].rows_rejected = lines_read - valid
+    if any(counts[item.staged.file_id].rows_skipped for item in items):
+        con.execute(f"delete from {rows_table} where reason is null and not ({keep_sql})", keep_params)
+    if any(counts[item.staged.file_id].rows_rejected for item in items):
+        con.execute(
+            f"""
+            insert into {qualified(schema, "_rejected")}
+            select ?, files.url, rows.line_no, rows.reason, rows.raw, cast(? as timestamp with time zone)
+            from {rows_table} as rows
+            join (select unnest(?) as file_id, unnest(?) as url) as files using (file_id)
+            where rows.reason is not null
+            """,
+            [
+                load_id,
+                datetime.now(UTC).isoformat(),
+                [item.staged.file_id for item in items],
+                [item.export_file.url for item in items],
+            ],
+        )
+
+
+def _stage_and_write_events(
     con: duckdb.DuckDBPyConnection,
     todo: list[_Prepared],
     schema: str,
     options: LoadOptions,
     load_id: str,
     summary: LoadSummary,
-) -> dict[int, FileCounts]:
+    counts: dict[int, FileCounts],
+) -> None:
     events.create_rows_table(con)
     events.stage_fast(con, [item.staged for item in todo])
     dirty = set(events.dirty_files(con))
     events.drop_fast_header_rows(con)
-    counts: dict[int, FileCounts] = {item.staged.file_id: FileCounts() for item in todo}
     for item in todo:
         file_id = item.staged.file_id
         if file_id in dirty:
@@ -305,35 +364,7 @@ def _stage_and_write(
             counts[file_id].header_lines = lines.header_lines
         else:
             counts[file_id].header_lines = 1 if item.staged.header else 0
-    by_id = {item.staged.file_id: item for item in todo}
-    keep, keep_params = _keep_filter(options)
-    for file_id, lines_read, valid, skipped in con.execute(
-        "select file_id, count(*), count(*) filter (where reason is null), "
-        f"count(*) filter (where reason is null and not ({keep})) from _ct_rows group by file_id",
-        keep_params,
-    ).fetchall():
-        counts[file_id].lines_read = lines_read
-        counts[file_id].rows_loaded = valid - skipped
-        counts[file_id].rows_skipped = skipped
-        counts[file_id].rows_rejected = lines_read - valid
-    if any(c.rows_skipped for c in counts.values()):
-        con.execute(f"delete from _ct_rows where reason is null and not ({keep})", keep_params)
-    if any(c.rows_rejected for c in counts.values()):
-        con.execute(
-            f"""
-            insert into {qualified(schema, "_rejected")}
-            select ?, files.url, rows.line_no, rows.reason, rows.raw, cast(? as timestamp with time zone)
-            from _ct_rows as rows
-            join (select unnest(?) as file_id, unnest(?) as url) as files using (file_id)
-            where rows.reason is not null
-            """,
-            [
-                load_id,
-                datetime.now(UTC).isoformat(),
-                list(by_id),
-                [by_id[i].export_file.url for i in by_id],
-            ],
-        )
+    _count_and_quarantine(con, "_ct_rows", todo, schema, load_id, counts, _keep_filter(options))
     received_at = datetime.now(UTC).isoformat()
     events.register_event_names(con)
     context = events.plan_context(con, options.identifiers)
@@ -351,55 +382,110 @@ def _stage_and_write(
     ).fetchall():
         counts[file_id].rows_inserted = inserted
     _write_tables(con, schema, context, summary)
-    return counts
 
 
-def _existing_columns(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, dict[str, str]]:
-    tables: dict[str, dict[str, str]] = {}
-    for table, column, data_type in con.execute(
-        "select table_name, column_name, data_type from information_schema.columns "
-        "where table_schema = ? order by table_name, ordinal_position",
-        [schema],
-    ).fetchall():
-        tables.setdefault(table, {})[column] = data_type
-    return tables
-
-
-def _ensure_table(
+def _stage_and_write_profiles(
     con: duckdb.DuckDBPyConnection,
+    todo: list[_Prepared],
     schema: str,
-    table: str,
-    wanted: list[tuple[str, str]],
-    existing: dict[str, dict[str, str]],
+    options: LoadOptions,
+    load_id: str,
+    summary: LoadSummary,
+    counts: dict[int, FileCounts],
 ) -> None:
-    """Create the table, or add the columns it lacks (schema evolution)."""
-    current = existing.get(table)
-    if current is None:
-        columns_sql = ", ".join(f"{quote_identifier(name)} {type_}" for name, type_ in wanted)
-        con.execute(f"create table {qualified(schema, table)} ({columns_sql})")
-        existing[table] = dict(wanted)
-        return
-    for name, type_ in wanted:
-        if name not in current:
-            con.execute(f"alter table {qualified(schema, table)} add column {quote_identifier(name)} {type_}")
-            current[name] = type_
+    staged = [
+        profiles.ProfileFile(
+            item.staged.file_id,
+            item.staged.local_path,
+            item.staged.compressed,
+            item.staged.header,
+            _exported_at(item.export_file),
+        )
+        for item in todo
+    ]
+    profiles.create_rows_table(con)
+    profiles.stage_fast(con, staged)
+    dirty = set(profiles.dirty_files(con))
+    profiles.drop_fast_header_rows(con)
+    for item in todo:
+        file_id = item.staged.file_id
+        if file_id in dirty:
+            lines = events.split_lines(item.data, item.export_file.url, item.staged.header)
+            profiles.stage_exact(con, file_id, lines)
+            counts[file_id].header_lines = lines.header_lines
+        else:
+            counts[file_id].header_lines = 1 if item.staged.header else 0
+    _count_and_quarantine(con, "_ct_profile_rows", todo, schema, load_id, counts)
+    has_identifies = "identifies" in tables.existing_columns(con, schema)
+    profiles.build_identifies(
+        con,
+        priority=options.identifiers,
+        received_at=datetime.now(UTC).isoformat(),
+        identifies=qualified(schema, "identifies") if has_identifies else None,
+    )
+    for file_id, inserted in con.execute(
+        "select file_id, count(*) from _ct_identifies where is_new group by file_id"
+    ).fetchall():
+        counts[file_id].rows_inserted = inserted
+    identifies, users = profiles.write_identifies_and_users(con, schema)
+    if identifies:
+        summary.inserted_by_event["identifies"] = summary.inserted_by_event.get("identifies", 0) + identifies
+        summary.users_refreshed += users
+
+
+def _exported_at(export_file: ExportFile) -> str | None:
+    """CleverTap's run timestamp from the file name (epoch seconds), as ISO-8601."""
+    if export_file.run_ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(int(export_file.run_ts), UTC).isoformat()
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _write_tables(
     con: duckdb.DuckDBPyConnection, schema: str, context: events.ContextPlan, summary: LoadSummary
 ) -> None:
-    existing = _existing_columns(con, schema)
-    context_columns = [(name, "VARCHAR") for name, _ in context.columns]
-    base_columns = list(events.STANDARD_COLUMNS) + context_columns
+    existing = tables.existing_columns(con, schema)
+    context_columns = [name for name, _ in context.columns]
+    base = [
+        *(Column(name, type_, expression) for name, type_, expression in _STANDARD_SELECT),
+        *(Column(name, "VARCHAR", quote_identifier(name)) for name in context_columns),
+    ]
     props = discover(con, "_ct_events", "eventProps", group="event", where="is_new")
     event_tables = [
         str(row[0]) for row in con.execute("select distinct event from _ct_events where is_new order by 1").fetchall()
     ]
+    control_group = Column("control_group_name", "VARCHAR", "json_extract_string(controlGroupName, '$')")
     for table in event_tables:
-        inserted = _write_event_table(con, schema, table, leaves(props.get(table, {})), base_columns, existing)
+        inserted = tables.write_object_rows(
+            con,
+            schema,
+            table,
+            source="select * from _ct_events where is_new and event = ?",
+            params=[table],
+            json_column="eventProps",
+            object_leaves=leaves(props.get(table, {})),
+            base=base,
+            optional=[control_group],
+            existing=existing,
+        )
         summary.inserted_by_event[table] = summary.inserted_by_event.get(table, 0) + inserted
     if event_tables:
         refresh_tracks_view(con, schema)
+
+
+_STANDARD_SELECT: tuple[tuple[str, str, str], ...] = (
+    ("id", "VARCHAR", "id"),
+    ("user_id", "VARCHAR", "user_id"),
+    ("anonymous_id", "VARCHAR", "anonymous_id"),
+    ("event", "VARCHAR", "event"),
+    ("event_text", "VARCHAR", "event_text"),
+    ("timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
+    ("original_timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
+    ("received_at", "TIMESTAMP WITH TIME ZONE", "received_at"),
+    ("uuid_ts", "TIMESTAMP WITH TIME ZONE", "received_at"),
+)
 
 
 def event_tables_of(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
@@ -424,116 +510,20 @@ def refresh_tracks_view(con: duckdb.DuckDBPyConnection, schema: str) -> None:
 
     Same columns and rows as Segment's ``tracks`` table without storing every event twice.
     """
-    existing = _existing_columns(con, schema)
-    tables = event_tables_of(con, schema)
+    existing = tables.existing_columns(con, schema)
+    event_tables = event_tables_of(con, schema)
     context: list[str] = sorted(
-        {column for table in tables for column in existing[table] if column.startswith("context_")}
+        {column for table in event_tables for column in existing[table] if column.startswith("context_")}
     )
     columns = [name for name, _ in events.STANDARD_COLUMNS] + context
     selects = []
-    for table in tables:
+    for table in event_tables:
         parts = [
             quote_identifier(column) if column in existing[table] else f"null::varchar as {quote_identifier(column)}"
             for column in columns
         ]
         selects.append(f"select {', '.join(parts)} from {qualified(schema, table)}")
     con.execute(f"create or replace view {qualified(schema, 'tracks')} as " + "\nunion all\n".join(selects))
-
-
-def _write_event_table(
-    con: duckdb.DuckDBPyConnection,
-    schema: str,
-    table: str,
-    prop_leaves: list[Leaf],
-    base_columns: list[tuple[str, str]],
-    existing: dict[str, dict[str, str]],
-) -> int:
-    """Insert the batch's new rows of one event into its table, evolving the table first.
-
-    Variant columns that might be needed are added before the insert and dropped again when
-    they stayed empty (adding and dropping a column costs nothing in DuckDB).
-    """
-    plans = _plan_columns(prop_leaves, existing.get(table, {}))
-    all_leaves = [leaf for plan in plans for leaf in plan.leaves]
-    columns: list[tuple[str, str]] = list(base_columns)
-    expressions = [_base_select([c for c in base_columns if c[0].startswith("context_")])]
-    speculative: list[str] = []
-    for plan in plans:
-        value, variant = plan_expressions(plan, "props")
-        columns.append((plan.name, plan.type))
-        expressions.append(value)
-        if variant is not None:
-            name = variant_column(plan.name)
-            if name not in existing.get(table, {}):
-                speculative.append(name)
-            columns.append((name, "VARCHAR"))
-            expressions.append(variant)
-    columns.append(("control_group_name", "VARCHAR"))
-    expressions.append("json_extract_string(controlGroupName, '$')")
-    if "control_group_name" not in existing.get(table, {}):
-        speculative.append("control_group_name")
-    _ensure_table(con, schema, table, columns, existing)
-    for plan in plans:
-        if plan.widen_from is not None:
-            con.execute(
-                f"alter table {qualified(schema, table)} alter column {quote_identifier(plan.name)} type {plan.type}"
-            )
-            existing[table][plan.name] = plan.type
-    spec = text_spec(all_leaves)
-    props_sql = f"json_transform(eventProps, '{_sql_string(spec)}')" if all_leaves else "null"
-    rows = con.execute(
-        f"""
-        insert into {qualified(schema, table)} ({_names(columns)})
-        select {", ".join(expressions)}
-        from (select *, {props_sql} as props from _ct_events where is_new and event = ?)
-        """,
-        [table],
-    ).fetchall()
-    if speculative:
-        # Variant and control-group columns exist only once they hold a value.
-        counts = con.execute(
-            "select "
-            + ", ".join(f"count({quote_identifier(name)})" for name in speculative)
-            + f" from {qualified(schema, table)}"
-        ).fetchall()[0]
-        for name, count in zip(speculative, counts, strict=True):
-            if not count:
-                con.execute(f"alter table {qualified(schema, table)} drop column {quote_identifier(name)}")
-                del existing[table][name]
-    return int(rows[0][0])
-
-
-def _plan_columns(prop_leaves: list[Leaf], current: dict[str, str]) -> list[ColumnPlan]:
-    plans: dict[str, ColumnPlan] = {}
-    for leaf in prop_leaves:
-        name = property_column(leaf.path)
-        plan = plans.get(name)
-        if plan is None:
-            plan = ColumnPlan(name=name, type="VARCHAR")
-            plans[name] = plan
-        plan.leaves.append(leaf)
-    result = []
-    for plan in plans.values():
-        kinds = plan.kinds
-        if plan.name in current:
-            plan.exists = True
-            existing_type = _normal_type(current[plan.name])
-            target = widened_type(existing_type, kinds)
-            if target != existing_type:
-                plan.widen_from = existing_type
-            plan.type = target
-        else:
-            type_ = new_column_type(kinds)
-            if type_ is None:
-                continue  # only nulls so far: Segment creates a column on its first non-null value
-            plan.type = type_
-        result.append(plan)
-    return result
-
-
-def _normal_type(data_type: str) -> str:
-    upper = data_type.upper()
-    return {"INTEGER": "BIGINT", "FLOAT": "DOUBLE", "REAL": "DOUBLE", "TEXT": "VARCHAR"}.get(upper, upper)
 
 
 def _keep_filter(options: LoadOptions) -> tuple[str, list[object]]:
@@ -546,20 +536,3 @@ def _keep_filter(options: LoadOptions) -> tuple[str, list[object]]:
         conditions.append("cast(ts_local as date) between ? and ?")
         params.extend(options.days)
     return " and ".join(conditions), params
-
-
-def _base_select(context_columns: list[tuple[str, str]]) -> str:
-    standard = (
-        'id, user_id, anonymous_id, event, event_text, "timestamp", "timestamp" as original_timestamp, '
-        "received_at, received_at as uuid_ts"
-    )
-    context = "".join(", " + quote_identifier(name) for name, _ in context_columns)
-    return standard + context
-
-
-def _names(columns: list[tuple[str, str]]) -> str:
-    return ", ".join(quote_identifier(name) for name, _ in columns)
-
-
-def _sql_string(value: str) -> str:
-    return value.replace("'", "''")

@@ -1,0 +1,265 @@
+"""CleverTap profile exports into Segment's ``identifies`` and ``users`` tables, inside DuckDB.
+
+A profile export is flat JSON lines, one user per line (``identity``, ``all_identities``,
+``clevertapId``, ``device.token``, ``MSG-*`` flags, ``Name``, ``Email``, ``Phone``, ``Gender``,
+``DOB``, ``Photo``, custom properties). Each record becomes one ``identifies`` row: standard
+columns, then every key as a snake_case trait column (objects flattened, arrays as JSON text,
+the same typing and variant rules as event properties). ``users`` holds one row per
+``user_id`` with, for every trait, its latest non-null value (latest by export time, so loading
+an older export after a newer one never rolls a user back), as Segment's ``users`` table does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from ctsync.naming import qualified, quote_identifier
+from ctsync.warehouse import tables
+from ctsync.warehouse.events import ExactLines, IdentifierPriority
+from ctsync.warehouse.structure import discover, leaves
+from ctsync.warehouse.tables import Column
+
+# Profile exports spell the identifiers their own way.
+PROFILE_KEYS = {"identity": "identity", "email": "Email", "phone": "Phone", "objectId": "clevertapId"}
+IDENTIFIER_KEYS = ("identity", "clevertapId", "objectId", "Email", "Phone")
+
+STANDARD = (
+    Column("id", "VARCHAR", "id"),
+    Column("user_id", "VARCHAR", "user_id"),
+    Column("anonymous_id", "VARCHAR", "anonymous_id"),
+    Column("timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
+    Column("original_timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
+    Column("received_at", "TIMESTAMP WITH TIME ZONE", "received_at"),
+    Column("uuid_ts", "TIMESTAMP WITH TIME ZONE", "received_at"),
+)
+_USERS_STANDARD = ("id", "received_at", "uuid_ts")
+
+
+def _identifier_list() -> str:
+    paths = ", ".join(f"'$.\"{key}\"'" for key in IDENTIFIER_KEYS)
+    return f"[{paths}]"
+
+
+REASON_SQL = f"""
+case
+    when record is null then 'not a JSON object'
+    when left(cast(record as varchar), 1) <> '{{' then 'not a JSON object'
+    when list_filter(json_extract_string(record, {_identifier_list()}), lambda x: nullif(trim(x), '') is not null) = []
+        then 'no identity, clevertapId, objectId, Email or Phone'
+end
+"""
+
+
+@dataclass
+class ProfileFile:
+    file_id: int
+    local_path: str
+    compressed: bool
+    header: bool
+    exported_at: str | None
+    """When CleverTap ran the export (from the file name), ISO-8601; None means the load time."""
+
+
+def create_rows_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "create or replace temp table _ct_profile_rows "
+        "(file_id integer, line_no bigint, raw varchar, record json, reason varchar)"
+    )
+
+
+def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[ProfileFile]) -> None:
+    con.execute(
+        "create or replace temp table _ct_profile_files as select * from "
+        "(select unnest(?) as file_id, unnest(?) as local_path, unnest(?) as header, "
+        "unnest(?::timestamp with time zone[]) as exported_at)",
+        [
+            [f.file_id for f in files],
+            [f.local_path for f in files],
+            [f.header for f in files],
+            [f.exported_at for f in files],
+        ],
+    )
+    for compressed in (True, False):
+        paths = [f.local_path for f in files if f.compressed == compressed]
+        if not paths:
+            continue
+        con.execute(
+            f"""
+            insert into _ct_profile_rows
+            select file_id, null, null, record, {REASON_SQL}
+            from (
+                select files.file_id, rows.json as record
+                from read_ndjson_objects(?, ignore_errors = true, filename = true,
+                                         compression = '{"gzip" if compressed else "none"}',
+                                         maximum_object_size = 134217728) as rows
+                join _ct_profile_files as files on files.local_path = rows.filename
+            )
+            """,
+            [paths],
+        )
+
+
+def dirty_files(con: duckdb.DuckDBPyConnection) -> list[int]:
+    rows = con.execute(
+        """
+        select rows.file_id
+        from _ct_profile_rows as rows
+        join _ct_profile_files as files using (file_id)
+        where rows.line_no is null
+        group by rows.file_id, files.header
+        having count(*) filter (where rows.reason is not null) <> case when files.header then 1 else 0 end
+        """
+    ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def drop_fast_header_rows(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "delete from _ct_profile_rows where line_no is null and reason is not null "
+        "and file_id in (select file_id from _ct_profile_files where header)"
+    )
+
+
+def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines) -> None:
+    con.execute("delete from _ct_profile_rows where file_id = ?", [file_id])
+    table = pa.table(
+        {
+            "line_no": pa.array(lines.line_numbers, pa.int64()),
+            "raw": pa.array(lines.raw, pa.large_string()),
+            "utf8_error": pa.array(lines.utf8_errors, pa.bool_()),
+        }
+    )
+    con.register("_ct_profile_lines", table)
+    try:
+        con.execute(
+            f"""
+            insert into _ct_profile_rows
+            with checked as (
+                select line_no, raw, utf8_error, not utf8_error and json_valid(raw) as valid
+                from _ct_profile_lines
+            ),
+            parsed as (
+                select *, case when valid then json(raw) end as record from checked
+            )
+            select ?, line_no, raw, record,
+                case
+                    when utf8_error then 'invalid UTF-8'
+                    when not valid then 'invalid JSON'
+                    when json_type(record) <> 'OBJECT' then 'a JSON ' || lower(json_type(record)) || ', not an object'
+                    else {REASON_SQL}
+                end
+            from parsed
+            """,
+            [file_id],
+        )
+    finally:
+        con.unregister("_ct_profile_lines")
+
+
+def build_identifies(
+    con: duckdb.DuckDBPyConnection, *, priority: IdentifierPriority, received_at: str, identifies: str | None
+) -> None:
+    """``_ct_identifies``: one row per distinct valid profile record, with ``is_new``."""
+
+    def field(name: str) -> str:
+        key = PROFILE_KEYS.get(name, name).replace('"', '\\"')
+        return f"nullif(trim(json_extract_string(record, '$.\"{key}\"')), '')"
+
+    user_id = f"coalesce({', '.join(field(name) for name in priority.user_id)})"
+    anonymous_id = field(priority.anonymous_id)
+    known = (
+        "select null::varchar as id where false"
+        if identifies is None
+        else f"select existing.id from {identifies} as existing"
+    )
+    con.execute(
+        f"""
+        create or replace temp table _ct_identifies as
+        with hashed as (
+            select rows.file_id, rows.line_no, rows.record, md5(cast(json(rows.record) as varchar)) as content_hash,
+                files.exported_at
+            from _ct_profile_rows as rows
+            join _ct_profile_files as files using (file_id)
+            where rows.reason is null
+        ),
+        numbered as (
+            select *, row_number() over (partition by file_id, content_hash order by line_no) as occurrence
+            from hashed
+        ),
+        normalized as (
+            select
+                file_id,
+                line_no,
+                case when occurrence = 1 then content_hash
+                     else md5(content_hash || '#' || occurrence) end as id,
+                {user_id} as user_id,
+                {anonymous_id} as anonymous_id,
+                coalesce(exported_at, cast(? as timestamp with time zone)) as "timestamp",
+                cast(? as timestamp with time zone) as received_at,
+                record
+            from numbered
+            qualify row_number() over (partition by id order by file_id) = 1
+        ),
+        known as ({known})
+        select normalized.*, known.id is null as is_new
+        from normalized
+        left join known on known.id = normalized.id
+        """,
+        [received_at, received_at],
+    )
+
+
+def write_identifies_and_users(con: duckdb.DuckDBPyConnection, schema: str) -> tuple[int, int]:
+    """Insert the new ``identifies`` rows and refresh the ``users`` rows they touch. Returns both counts."""
+    existing = tables.existing_columns(con, schema)
+    tree = discover(con, "_ct_identifies", "record", where="is_new").get(None, {})
+    inserted = tables.write_object_rows(
+        con,
+        schema,
+        "identifies",
+        source="select * from _ct_identifies where is_new",
+        params=[],
+        json_column="record",
+        object_leaves=leaves(tree),
+        base=STANDARD,
+        existing=existing,
+    )
+    if not inserted:
+        return 0, 0
+    return inserted, _refresh_users(con, schema, existing)
+
+
+def _refresh_users(con: duckdb.DuckDBPyConnection, schema: str, existing: tables.Catalog) -> int:
+    standard = {column.name for column in STANDARD}
+    traits = [(name, type_) for name, type_ in existing["identifies"].items() if name not in standard]
+    wanted = [("id", "VARCHAR"), ("received_at", "TIMESTAMP WITH TIME ZONE"), ("uuid_ts", "TIMESTAMP WITH TIME ZONE")]
+    tables.ensure_table(con, schema, "users", wanted + traits, existing)
+    for name, type_ in traits:
+        if existing["users"].get(name) != type_:
+            con.execute(f"alter table {qualified(schema, 'users')} alter column {quote_identifier(name)} type {type_}")
+            existing["users"][name] = type_
+    users, identifies = qualified(schema, "users"), qualified(schema, "identifies")
+    order = '[epoch_us("timestamp"), epoch_us(received_at)]'
+    latest = ", ".join(
+        f"arg_max({quote_identifier(name)}, {order}) filter (where {quote_identifier(name)} is not null)"
+        for name, _ in traits
+    )
+    con.execute(
+        "create or replace temp table _ct_touched_users as "
+        "select distinct user_id from _ct_identifies where is_new and user_id is not null"
+    )
+    con.execute(f"delete from {users} where id in (select user_id from _ct_touched_users)")
+    rows = con.execute(
+        f"""
+        insert into {users} ({", ".join(quote_identifier(name) for name, _ in wanted + traits)})
+        select user_id, max(received_at), max(received_at){", " + latest if latest else ""}
+        from {identifies}
+        where user_id in (select user_id from _ct_touched_users)
+        group by user_id
+        """
+    ).fetchall()
+    return int(rows[0][0])
