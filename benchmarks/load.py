@@ -105,8 +105,17 @@ def worker(kind: str, folder: str, warehouse: str) -> None:
             raise SystemExit(f"load failed: {summary.failed[0].error}")
         rows = summary.total("rows_inserted")
     seconds = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mib": peak_kib / 1024}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                "rows": rows,
+                "peak_rss_mib": usage.ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def measure(kind: str, folder: Path) -> dict[str, float]:
@@ -130,6 +139,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "FOLDER", "WAREHOUSE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.worker:
         worker(*args.worker)
         return
@@ -144,8 +155,9 @@ def main() -> None:
         bare.append(measure("bare", folder))
         ours.append(measure("ctsync", folder))
         print(
-            f"run {run + 1}: bare read_json {bare[-1]['seconds']:.2f} s | ctsync load {ours[-1]['seconds']:.2f} s "
-            f"({ours[-1]['rows']:,} rows, peak RSS {ours[-1]['peak_rss_mib']:.0f} MiB)"
+            f"run {run + 1}: bare read_json {bare[-1]['seconds']:.2f} s ({bare[-1]['cpu_seconds']:.1f} CPU s) | "
+            f"ctsync load {ours[-1]['seconds']:.2f} s ({ours[-1]['cpu_seconds']:.1f} CPU s, {ours[-1]['rows']:,} rows, "
+            f"peak RSS {ours[-1]['peak_rss_mib']:.0f} MiB)"
         )
     bare_s = statistics.median(m["seconds"] for m in bare)
     ours_s = statistics.median(m["seconds"] for m in ours)
@@ -156,7 +168,9 @@ def main() -> None:
         f"{raw / 1e6 / ours_s:.0f} MB/s JSON ({compressed / 1e6 / ours_s:.1f} MB/s gzip)   peak RSS {rss:.0f} MiB"
     )
     print(f"bare read_json   median {bare_s:.2f} s   {events / bare_s:,.0f} events/s")
-    print(f"ratio ctsync / bare: {ours_s / bare_s:.2f}x")
+    bare_cpu = statistics.median(m["cpu_seconds"] for m in bare)
+    ours_cpu = statistics.median(m["cpu_seconds"] for m in ours)
+    print(f"ratio ctsync / bare: {ours_s / bare_s:.2f}x wall time, {ours_cpu / bare_cpu:.2f}x CPU time")
     print()
     print("targets: >= 150,000 events/s at 1M events; <= 1.5x the bare read; peak RSS <= 2048 MiB at 10M events")
 

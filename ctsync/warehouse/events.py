@@ -331,56 +331,53 @@ def _transform(column: str, spec: str) -> str:
     return f"json_transform({column}, '{quoted}')"
 
 
-def build_events(
+def build_keys(
     con: duckdb.DuckDBPyConnection,
     *,
-    context: ContextPlan,
     priority: IdentifierPriority,
     timezone: str,
-    received_at: str,
-    tracks: str | None,
+    existing_tables: Sequence[str],
 ) -> None:
-    """``_ct_events``: one row per distinct valid event, with its standard and context columns.
+    """``_ct_keys``: for each distinct valid event of the batch, its row in ``_ct_rows`` and its keys.
 
-    ``is_new`` is false for events ``tracks`` already holds. Equal ids mean equal content and
-    so an equal timestamp: only the batch's time range of ``tracks`` is read.
+    Narrow on purpose (no JSON, no context columns): the event-table inserts read those from
+    ``_ct_rows`` once. ``is_new`` is false for events an event table already holds; equal ids mean
+    equal content, so the same event name and timestamp: only those tables, in the batch's time
+    range, are read (``existing_tables`` are qualified names).
     """
+    fields = list(dict.fromkeys(["objectId", "identity", *priority.user_id, priority.anonymous_id]))
+    paths = "[" + ", ".join(f"'$.\"{name}\"'" for name in fields) + "]"
 
-    def profile_field(name: str) -> str:
-        return f"nullif(trim(p.{quote_identifier(name)}), '')"
+    def field(name: str) -> str:
+        return f"nullif(trim(ids[{fields.index(name) + 1}]), '')"
 
-    user_id = f"coalesce({', '.join(profile_field(name) for name in priority.user_id)})"
-    anonymous_id = profile_field(priority.anonymous_id)
-    context_sql = "".join(f",\n            {expr} as {quote_identifier(col)}" for col, expr in context.columns)
+    user_id = f"coalesce({', '.join(field(name) for name in priority.user_id)})"
     parts = [
-        "rows.eventName",
+        "eventName",
         _ts_text(),
-        'coalesce(p."objectId", p."identity", \'\')',
-        "coalesce(cast(rows.eventProps as varchar), '')",
-        "coalesce(cast(rows.sessionProps as varchar), '')",
-        "coalesce(cast(rows.controlGroupName as varchar), '')",
+        "coalesce(ids[1], ids[2], '')",
+        "coalesce(cast(eventProps as varchar), '')",
+        "coalesce(cast(sessionProps as varchar), '')",
+        "coalesce(cast(controlGroupName as varchar), '')",
     ]
-    if tracks is None:
-        known = "select null::varchar as id where false"
-    else:
-        known = (
-            f"select existing.id from {tracks} as existing, bounds "
-            'where existing."timestamp" between bounds.low and bounds.high'
+    known = (
+        " union all ".join(
+            f'select id from {table} where "timestamp" between (select low from bounds) and (select high from bounds)'
+            for table in existing_tables
         )
+        or "select null::varchar as id where false"
+    )
     con.execute(
         f"""
-        create or replace temp table _ct_events as
-        with parsed as (
-            select rows.*,
-                {_transform("rows.profile", context.profile_spec)} as p,
-                {_transform("rows.deviceInfo", context.device_spec)} as d,
-                {_transform("rows.sessionProps", context.session_spec)} as s
-            from _ct_rows as rows
-            where rows.reason is null
-        ),
-        hashed as (
-            select rows.*, md5(concat_ws(chr(31), {", ".join(parts)})) as content_hash
-            from parsed as rows
+        create or replace temp table _ct_keys as
+        with hashed as (
+            select row_ref, file_id, line_no, eventName, ts_local, ids,
+                md5(concat_ws(chr(31), {", ".join(parts)})) as content_hash
+            from (
+                select rowid as row_ref, *, json_extract_string(profile, {paths}) as ids
+                from _ct_rows
+                where reason is null
+            )
         ),
         numbered as (
             -- Identical events in one file are distinct events (the k-th copy gets its own id);
@@ -390,18 +387,14 @@ def build_events(
         ),
         normalized as (
             select
+                rows.row_ref,
                 rows.file_id,
-                rows.line_no,
                 case when occurrence = 1 then content_hash
                      else md5(content_hash || '#' || occurrence) end as id,
                 {user_id} as user_id,
-                {anonymous_id} as anonymous_id,
+                {field(priority.anonymous_id)} as anonymous_id,
                 names.event,
-                rows.eventName as event_text,
-                timezone(?, rows.ts_local) as "timestamp",
-                cast(? as timestamp with time zone) as received_at{context_sql},
-                rows.eventProps,
-                rows.controlGroupName
+                timezone(?, rows.ts_local) as "timestamp"
             from numbered as rows
             join _ct_event_names as names on names.event_text = rows.eventName
             qualify row_number() over (partition by id order by rows.file_id) = 1
@@ -412,5 +405,21 @@ def build_events(
         from normalized
         left join known on known.id = normalized.id
         """,
-        [timezone, received_at],
+        [timezone],
     )
+
+
+def event_rows_sql(context: ContextPlan, event_names: Sequence[str], received_at: str) -> tuple[str, list[object]]:
+    """The SELECT of one event table's new rows: keys, the raw JSON, and the parsed context objects."""
+    placeholders = ", ".join("?" for _ in event_names)
+    sql = f"""
+        select keys.*, rows.eventName as event_text, cast(? as timestamp with time zone) as received_at,
+            rows.eventProps, rows.controlGroupName,
+            {_transform("rows.profile", context.profile_spec)} as p,
+            {_transform("rows.deviceInfo", context.device_spec)} as d,
+            {_transform("rows.sessionProps", context.session_spec)} as s
+        from _ct_keys as keys
+        join (select rowid as row_ref, * from _ct_rows where eventName in ({placeholders})) as rows using (row_ref)
+        where keys.is_new and keys.event = ?
+    """
+    return sql, [received_at, *event_names]

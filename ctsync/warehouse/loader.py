@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -36,7 +37,7 @@ from ctsync.warehouse import bookkeeping, events, profiles, tables
 from ctsync.warehouse.bookkeeping import FileCounts
 from ctsync.warehouse.connection import WarehouseTarget, connect_duckdb, parse_warehouse
 from ctsync.warehouse.events import IdentifierPriority, StagedFile
-from ctsync.warehouse.structure import discover, leaves
+from ctsync.warehouse.structure import Node, discover, leaves, merge_trees
 from ctsync.warehouse.tables import Column
 
 DEFAULT_BATCH_BYTES = 256 * 1024 * 1024
@@ -139,6 +140,11 @@ def load_export_files(
     started = time.perf_counter()
     if target.kind != "duckdb":
         raise CtsyncError("loading into PostgreSQL is not available yet; use a DuckDB warehouse")
+    if Path(target.location).stem == schema:
+        raise CtsyncError(
+            f"the warehouse file {Path(target.location).name} has the same name as the schema {schema!r}, "
+            "and DuckDB cannot tell the two apart: name the file differently (e.g. warehouse.duckdb)"
+        )
     con = connect_duckdb(target.location)
     try:
         summary = _load(con, files, schema, options, target, progress)
@@ -297,7 +303,7 @@ def _load_batch(
         for item in todo:
             summary.files.append(FileResult(item.export_file, "loaded", counts[item.staged.file_id]))
     finally:
-        for temp in ("_ct_rows", "_ct_events", "_ct_profile_rows", "_ct_identifies"):
+        for temp in ("_ct_rows", "_ct_keys", "_ct_profile_rows", "_ct_identifies"):
             con.execute(f"drop table if exists {temp}")
     if progress is not None:
         progress(len(todo), sum(p.export_file.size for p in todo))
@@ -366,22 +372,20 @@ def _stage_and_write_events(
             counts[file_id].header_lines = 1 if item.staged.header else 0
     _count_and_quarantine(con, "_ct_rows", todo, schema, load_id, counts, _keep_filter(options))
     received_at = datetime.now(UTC).isoformat()
-    events.register_event_names(con)
+    names = events.register_event_names(con)
     context = events.plan_context(con, options.identifiers)
-    has_tracks = bool(event_tables_of(con, schema))
-    events.build_events(
+    existing = set(event_tables_of(con, schema))
+    events.build_keys(
         con,
-        context=context,
         priority=options.identifiers,
         timezone=options.timezone,
-        received_at=received_at,
-        tracks=qualified(schema, "tracks") if has_tracks else None,
+        existing_tables=[qualified(schema, table) for table in sorted(set(names.values()) & existing)],
     )
     for file_id, inserted in con.execute(
-        "select file_id, count(*) from _ct_events where is_new group by file_id"
+        "select file_id, count(*) from _ct_keys where is_new group by file_id"
     ).fetchall():
         counts[file_id].rows_inserted = inserted
-    _write_tables(con, schema, context, summary)
+    _write_tables(con, schema, context, names, received_at, summary)
 
 
 def _stage_and_write_profiles(
@@ -444,26 +448,37 @@ def _exported_at(export_file: ExportFile) -> str | None:
 
 
 def _write_tables(
-    con: duckdb.DuckDBPyConnection, schema: str, context: events.ContextPlan, summary: LoadSummary
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    context: events.ContextPlan,
+    names: dict[str, str],
+    received_at: str,
+    summary: LoadSummary,
 ) -> None:
     existing = tables.existing_columns(con, schema)
-    context_columns = [name for name, _ in context.columns]
     base = [
         *(Column(name, type_, expression) for name, type_, expression in _STANDARD_SELECT),
-        *(Column(name, "VARCHAR", quote_identifier(name)) for name in context_columns),
+        *(Column(name, "VARCHAR", expression) for name, expression in context.columns),
     ]
-    props = discover(con, "_ct_events", "eventProps", group="event", where="is_new")
+    by_name = discover(con, "_ct_rows", "eventProps", group="eventName", where="reason is null")
+    props: dict[str, dict[str, Node]] = {}
+    for name, tree in by_name.items():
+        if name is not None:
+            merge_trees(props.setdefault(names[name], {}), tree)
     event_tables = [
-        str(row[0]) for row in con.execute("select distinct event from _ct_events where is_new order by 1").fetchall()
+        str(row[0]) for row in con.execute("select distinct event from _ct_keys where is_new order by 1").fetchall()
     ]
     control_group = Column("control_group_name", "VARCHAR", "json_extract_string(controlGroupName, '$')")
     for table in event_tables:
+        source, params = events.event_rows_sql(
+            context, sorted(name for name, event in names.items() if event == table), received_at
+        )
         inserted = tables.write_object_rows(
             con,
             schema,
             table,
-            source="select * from _ct_events where is_new and event = ?",
-            params=[table],
+            source=source,
+            params=[*params, table],
             json_column="eventProps",
             object_leaves=leaves(props.get(table, {})),
             base=base,

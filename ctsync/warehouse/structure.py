@@ -179,6 +179,15 @@ def _child_keys(
     return sorted(str(key) for key in keys or []), bool(mixed)
 
 
+def merge_trees(target: dict[str, Node], other: dict[str, Node]) -> None:
+    """Fold ``other`` into ``target`` (two event names that share a table)."""
+    for key, node in other.items():
+        mine = target.setdefault(key, Node())
+        mine.kinds |= node.kinds
+        mine.mixed_object = mine.mixed_object or node.mixed_object
+        merge_trees(mine.children, node.children)
+
+
 def leaves(tree: dict[str, Node], prefix: tuple[str, ...] = ()) -> list[Leaf]:
     """Flatten a key tree into the leaves that become columns (all-null keys included)."""
     result: list[Leaf] = []

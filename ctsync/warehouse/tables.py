@@ -110,10 +110,10 @@ def write_object_rows(
 ) -> int:
     """Insert ``source``'s rows into ``table``: ``base`` columns, then one column per leaf of ``json_column``.
 
-    The table is created or evolved first (new columns, BIGINT widened to DOUBLE). Variant columns that
-    might be needed, and the ``optional`` columns, are added before the insert and dropped again when they
-    stayed empty (adding and dropping a column costs nothing in DuckDB), so a column exists only once it
-    holds a value.
+    The table is created or evolved first (new columns, BIGINT widened to DOUBLE). New columns, variant
+    columns that might be needed, and the ``optional`` columns are added before the insert and dropped
+    again when they stayed empty (adding and dropping a column costs nothing in DuckDB), so a column
+    exists only once it holds a value.
     """
     current = existing.get(table, {})
     plans = plan_columns(object_leaves, current, frozenset(column.name for column in base))
@@ -125,6 +125,8 @@ def write_object_rows(
         value, variant = plan_expressions(plan, "object_values")
         columns.append((plan.name, plan.type))
         expressions.append(value)
+        if not plan.exists:
+            speculative.append(plan.name)  # keys seen only in rows already loaded leave no empty column
         if variant is not None:
             name = variant_column(plan.name)
             if name not in current:
