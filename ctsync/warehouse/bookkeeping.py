@@ -23,6 +23,7 @@ LOADS_COLUMNS = """
     size bigint,
     checksum varchar not null,
     fingerprint varchar,
+    filter_key varchar,
     status varchar not null,
     export_job varchar,
     header_lines integer,
@@ -69,29 +70,33 @@ def ensure_bookkeeping(con: duckdb.DuckDBPyConnection, schema: str) -> None:
             con.execute(f"alter table {qualified(schema, table)} add column if not exists {name} {type_}")
 
 
-def loaded_checksums(con: duckdb.DuckDBPyConnection, schema: str, checksums: Iterable[str]) -> set[str]:
+def loaded_checksums(
+    con: duckdb.DuckDBPyConnection, schema: str, checksums: Iterable[str], filter_key: str
+) -> set[str]:
+    """Checksums already loaded with the same filter (a file loaded for other days must be read again)."""
     wanted = sorted(set(checksums))
     if not wanted:
         return set()
     rows = con.execute(
         f"select distinct checksum from {qualified(schema, '_loads')} "
-        "where status = 'loaded' and checksum in (select unnest(?))",
-        [wanted],
+        "where status = 'loaded' and coalesce(filter_key, '') = ? and checksum in (select unnest(?))",
+        [filter_key, wanted],
     ).fetchall()
     return {str(row[0]) for row in rows}
 
 
 def loaded_fingerprints(
-    con: duckdb.DuckDBPyConnection, schema: str, files: Iterable[tuple[str, str]]
+    con: duckdb.DuckDBPyConnection, schema: str, files: Iterable[tuple[str, str]], filter_key: str
 ) -> set[tuple[str, str]]:
-    """Which (file, fingerprint) pairs were loaded already: unchanged files need not be read again."""
+    """Which (file, fingerprint) pairs were loaded already with the same filter: no need to read them again."""
     pairs = sorted(set(files))
     if not pairs:
         return set()
     rows = con.execute(
         f"select distinct file, fingerprint from {qualified(schema, '_loads')} "
-        "where status = 'loaded' and (file, fingerprint) in (select unnest(?), unnest(?))",
-        [[file for file, _ in pairs], [fingerprint for _, fingerprint in pairs]],
+        "where status = 'loaded' and coalesce(filter_key, '') = ? "
+        "and (file, fingerprint) in (select unnest(?), unnest(?))",
+        [filter_key, [file for file, _ in pairs], [fingerprint for _, fingerprint in pairs]],
     ).fetchall()
     return {(str(file), str(fingerprint)) for file, fingerprint in rows}
 
@@ -123,13 +128,14 @@ def start_files(
     load_id: str,
     files: list[FileStart],
     export_job: str | None,
+    filter_key: str = "",
 ) -> None:
     """Record files as ``loading`` (one statement; committed before their data)."""
     con.execute(
         f"""
         insert into {qualified(schema, "_loads")}
-            (load_id, file, file_name, kind, size, checksum, fingerprint, status, export_job, started_at)
-        select ?, unnest(?), unnest(?), unnest(?), unnest(?), unnest(?), unnest(?::varchar[]), 'loading', ?, ?
+            (load_id, file, file_name, kind, size, checksum, fingerprint, filter_key, status, export_job, started_at)
+        select ?, unnest(?), unnest(?), unnest(?), unnest(?), unnest(?), unnest(?::varchar[]), ?, 'loading', ?, ?
         """,
         [
             load_id,
@@ -139,6 +145,7 @@ def start_files(
             [f.size for f in files],
             [f.checksum for f in files],
             [f.fingerprint for f in files],
+            filter_key,
             export_job,
             datetime.now(UTC),
         ],

@@ -9,7 +9,7 @@ from typing import Literal
 
 import duckdb
 
-from ctsync.errors import CtsyncError
+from ctsync.errors import CtsyncError, WarehouseBusy
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def connect_duckdb(path: str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
         con = duckdb.connect(path, read_only=read_only)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
-            raise CtsyncError(
+            raise WarehouseBusy(
                 f"{path} is open for writing by another process (DuckDB allows one writer); "
                 "wait for it to finish: run load, dbt build and sync one after another"
             ) from exc

@@ -7,6 +7,7 @@ the event's content) against the batch and against what ``tracks`` already holds
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -95,6 +96,15 @@ class LoadOptions:
     """Inclusive range of local dates (of ``ts``) to load; other valid events are skipped and counted."""
     kinds: frozenset[FileKind] | None = None
     """Which exports to load (events, profiles); files of another kind are skipped. None: both."""
+
+    @property
+    def filter_key(self) -> str:
+        """What a load keeps of a file: a file loaded with another filter is read again (dedup by id)."""
+        if self.events is None and self.days is None:
+            return ""
+        events = ",".join(sorted(self.events)) if self.events is not None else "*"
+        days = f"{self.days[0]}..{self.days[1]}" if self.days is not None else "*"
+        return hashlib.md5(f"{events}|{days}".encode()).hexdigest()
 
 
 def check_region(region: str, workspace_region: str) -> None:
@@ -241,7 +251,7 @@ def _load_batch(
     progress: ProgressCallback | None,
 ) -> None:
     unchanged = bookkeeping.loaded_fingerprints(
-        con, schema, [(f.url, f.fingerprint) for f in batch if f.fingerprint is not None]
+        con, schema, [(f.url, f.fingerprint) for f in batch if f.fingerprint is not None], options.filter_key
     )
     fresh = []
     for export_file in batch:
@@ -250,7 +260,7 @@ def _load_batch(
         else:
             fresh.append(export_file)
     prepared = _prepare(fresh, options, workdir, summary)
-    already = bookkeeping.loaded_checksums(con, schema, [p.checksum for p in prepared])
+    already = bookkeeping.loaded_checksums(con, schema, [p.checksum for p in prepared], options.filter_key)
     todo = []
     for item in prepared:
         if item.checksum in already:
@@ -279,6 +289,7 @@ def _load_batch(
             for item in todo
         ],
         options.export_job,
+        options.filter_key,
     )
     try:
         con.begin()

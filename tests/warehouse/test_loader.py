@@ -366,3 +366,23 @@ def test_a_run_killed_mid_load_leaves_no_partial_rows(tmp_path: Path) -> None:
     statuses = dict(query(warehouse, f"select status, count(*) from {SCHEMA}._loads group by 1"))
     assert statuses.get("loading", 0) == 0
     shutil.rmtree(folder)
+
+
+def test_a_file_loaded_for_some_days_is_read_again_for_others(
+    export_file: Callable[..., Path], tmp_path: Path, warehouse: str
+) -> None:
+    from datetime import date
+
+    export_file(
+        "App Launched",
+        [event("App Launched", 20240310120000 + i, identity="a") for i in range(3)]
+        + [event("App Launched", 20240312120000 + i, identity="b") for i in range(2)],
+    )
+    march_12 = LoadOptions(nickname="CleverTap_Prod", days=(date(2024, 3, 12), date(2024, 3, 12)))
+    first = load_export_files([str(tmp_path / "export")], march_12, warehouse=warehouse)
+    assert (first.total("rows_inserted"), first.total("rows_skipped")) == (2, 3)
+    again = load_export_files([str(tmp_path / "export")], march_12, warehouse=warehouse)
+    assert again.count("loaded") == 0  # same filter: nothing to read
+    everything = load_export_files([str(tmp_path / "export")], OPTIONS, warehouse=warehouse)
+    assert (everything.total("rows_loaded"), everything.total("rows_inserted")) == (5, 3)
+    assert query(warehouse, f"select count(*) from {SCHEMA}.app_launched")[0][0] == 5
