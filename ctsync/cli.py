@@ -191,5 +191,13 @@ def _print_load_summary(summary: object) -> None:
         err_console.print(f"[red]failed[/] {result.file.url}: {result.error}", highlight=False)
 
 
+def _mount() -> None:
+    from ctsync.cli_exports import exports_app
+
+    app.add_typer(exports_app, name="exports", help="CleverTap export jobs: list, show, run, stop, validate.")
+
+
+_mount()
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,60 @@
+"""Backfills: load an export's files again for a range of days, as a one-time export would.
+
+A backfill uses the export's own settings (location, data type, identifier priority, timezone)
+with a one-time window, checked by CleverTap's rule: at most the last 60 days, none in the
+future. It does not change the export's status or schedule. Rows already loaded are not
+inserted twice (the loader deduplicates by ``id``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from ctsync.errors import CtsyncError
+from ctsync.exports.jobs import ExportJob, Frequency, OneTime, one_time_window, read_exports_file
+from ctsync.exports.runner import ExportEnvironment, load_options_for, utc_now
+from ctsync.warehouse.loader import LoadSummary, ProgressCallback, load_export_files
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    export: str
+    window: tuple[date, date]
+    summary: LoadSummary
+
+
+def backfill_job(job: ExportJob, start: date, end: date) -> ExportJob:
+    """The export as a one-time export over ``start``..``end``."""
+    if end < start:
+        raise CtsyncError(f"a backfill ends ({end}) before it starts ({start})")
+    window = OneTime.model_validate({"from": start, "to": end})
+    return job.model_copy(update={"frequency": Frequency.model_validate({"one_time": window})})
+
+
+def backfill_window(job: ExportJob, start: date, end: date, now: datetime | None = None) -> tuple[date, date]:
+    """``start``..``end`` if CleverTap would accept it as a one-time export; CtsyncError otherwise."""
+    return one_time_window(backfill_job(job, start, end), now or utc_now())
+
+
+def run_backfill(
+    export: str,
+    start: date,
+    end: date,
+    *,
+    config: Path | str | None = None,
+    warehouse: str | None = None,
+    workspace_region: str | None = None,
+    now: datetime | None = None,
+    progress: ProgressCallback | None = None,
+) -> BackfillResult:
+    """Load ``export``'s files for the days ``start``..``end`` (inclusive, the export's local dates)."""
+    environment = ExportEnvironment.resolve(config, warehouse, workspace_region)
+    exports = read_exports_file(environment.config, environment.catalog)
+    exports.raise_for_problems()
+    job = exports.job(export)
+    window = backfill_window(job, start, end, now)
+    options = load_options_for(job, window, environment.workspace_region, environment.catalog)
+    summary = load_export_files([job.location], options, warehouse=environment.warehouse, progress=progress)
+    return BackfillResult(export, window, summary)
