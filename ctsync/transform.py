@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,22 +42,13 @@ def project_dir() -> Path:
     raise CtsyncError("no dbt_project.yml found: run from the project folder or set CTSYNC_PROJECT_DIR")
 
 
-@contextmanager
-def _warehouse_environment(warehouse: str | None) -> Iterator[None]:
-    """profiles.yml reads the warehouse from CTSYNC_WAREHOUSE; set it for the duration of the build."""
-    if warehouse is None:
-        yield
-        return
-    target = parse_warehouse(warehouse)
-    previous = os.environ.get("CTSYNC_WAREHOUSE")
-    os.environ["CTSYNC_WAREHOUSE"] = target.location if target.kind == "duckdb" else warehouse
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("CTSYNC_WAREHOUSE", None)
-        else:
-            os.environ["CTSYNC_WAREHOUSE"] = previous
+def _child_environment(warehouse: str | None) -> dict[str, str]:
+    """The child's environment: profiles.yml reads the warehouse from CTSYNC_WAREHOUSE."""
+    environment = dict(os.environ)
+    if warehouse is not None:
+        target = parse_warehouse(warehouse)
+        environment["CTSYNC_WAREHOUSE"] = target.location if target.kind == "duckdb" else warehouse
+    return environment
 
 
 def build_models(
@@ -70,12 +63,14 @@ def build_models(
 ) -> BuildResult:
     """``dbt build`` the project: seeds, models, snapshots and tests, in DAG order.
 
-    ``as_of`` pins the time memberships and traits are computed for (the ``as_of`` var).
+    ``as_of`` pins the time memberships and traits are computed for (the ``as_of`` var). dbt runs
+    through its Python API in a child Python process (``python -m ctsync.transform``): dbt-duckdb
+    keeps its DuckDB handle (and dbt its global state) for the life of the process, which would
+    lock the warehouse for the steps after. Its log lines come back as they happen.
     """
-    from dbt.cli.main import dbtRunner
-
     folder = project or project_dir()
-    args = ["build", "--project-dir", str(folder), "--profiles-dir", str(folder)]
+    args = ["--no-use-colors", "--log-level", "none", "build"]
+    args += ["--project-dir", str(folder), "--profiles-dir", str(folder)]
     if target:
         args += ["--target", target]
     if as_of is not None:
@@ -84,28 +79,80 @@ def build_models(
         args += ["--select", selector]
     if full_refresh:
         args.append("--full-refresh")
-    messages: list[str] = []
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ctsync.transform", json.dumps(args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_child_environment(warehouse),
+        text=True,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    outcome: dict[str, Any] | None = None
+    for line in child.stdout:
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue  # not ours (a library printing to stdout)
+        if "log" in item:
+            if on_log is not None:
+                on_log(item["log"][0], item["log"][1])
+        elif "result" in item:
+            outcome = item["result"]
+    errors = child.stderr.read()
+    child.wait()
+    seconds = time.perf_counter() - started
+    if outcome is None:
+        tail = " | ".join(errors.strip().splitlines()[-5:])
+        raise CtsyncError(f"dbt build stopped without a result (exit code {child.returncode}): {tail}")
+    success, counts, failures, exception = (
+        outcome["success"],
+        outcome["counts"],
+        outcome["failures"],
+        outcome["exception"],
+    )
+    if exception is not None:
+        if "lock" in exception.lower() and "duckdb" in exception.lower():
+            raise WarehouseBusy(f"the warehouse is open for writing by another process: {exception}")
+        raise CtsyncError(f"dbt build could not run: {exception}")
+    return BuildResult(success=success, counts=counts, failures=failures, seconds=seconds)
+
+
+def _child(args: list[str]) -> None:
+    """The child process: dbt's Python API; log lines and the outcome as JSON lines on stdout.
+
+    It leaves with ``os._exit``: dbt-duckdb never closes its DuckDB handle, and tearing the
+    interpreter down around it only prints nanobind leak reports.
+    """
+    out = sys.stdout
+    sys.stdout = sys.stderr  # anything else printed stays off the protocol
+
+    def send(item: dict[str, Any]) -> None:
+        out.write(json.dumps(item) + "\n")
+        out.flush()
+
+    try:
+        send({"result": _invoke_dbt(args, send)})
+    except Exception as exc:  # reported to the parent, which raises CtsyncError
+        send({"result": {"success": False, "counts": {}, "failures": [], "exception": f"{type(exc).__name__}: {exc}"}})
+    finally:
+        out.flush()
+        os._exit(0)
+
+
+def _invoke_dbt(args: list[str], send: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    from dbt.cli.main import dbtRunner
 
     def forward(event: Any) -> None:
         info = getattr(event, "info", None)
-        if info is None:
-            return
-        level = str(getattr(info, "level", "info"))
+        level = str(getattr(info, "level", "debug"))
         message = str(getattr(info, "msg", ""))
-        if level in ("warn", "error"):
-            messages.append(message)
-        if on_log is not None and message and level != "debug":
-            on_log(level, message)
+        if message and level != "debug":
+            send({"log": [level, message]})
 
-    started = datetime.now()
-    with _warehouse_environment(warehouse):
-        result = dbtRunner(callbacks=[forward]).invoke(args)
-    seconds = (datetime.now() - started).total_seconds()
+    result = dbtRunner(callbacks=[forward]).invoke(args)
     if result.exception is not None:
-        text = str(result.exception)
-        if "lock" in text.lower() and "duckdb" in text.lower():
-            raise WarehouseBusy(f"the warehouse is open for writing by another process: {text}")
-        raise CtsyncError(f"dbt build could not run: {text}")
+        return {"success": False, "counts": {}, "failures": [], "exception": str(result.exception)}
     counts: Counter[str] = Counter()
     failures: list[str] = []
     for node_result in getattr(result.result, "results", None) or []:
@@ -114,4 +161,8 @@ def build_models(
         counts[f"{node.resource_type} {status}"] += 1
         if status in ("error", "fail"):
             failures.append(f"{node.unique_id}: {node_result.message}")
-    return BuildResult(success=bool(result.success), counts=dict(counts), failures=failures, seconds=seconds)
+    return {"success": bool(result.success), "counts": dict(counts), "failures": failures, "exception": None}
+
+
+if __name__ == "__main__":
+    _child(json.loads(sys.argv[1]))

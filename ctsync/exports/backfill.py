@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from ctsync.errors import CtsyncError
-from ctsync.exports.jobs import ExportJob, Frequency, OneTime, one_time_window, read_exports_file
+from ctsync.exports.jobs import ExportJob, Frequency, one_time_window, read_exports_file
 from ctsync.exports.runner import ExportEnvironment, load_options_for, utc_now
 from ctsync.warehouse.loader import LoadSummary, ProgressCallback, load_export_files
 
@@ -29,8 +31,12 @@ def backfill_job(job: ExportJob, start: date, end: date) -> ExportJob:
     """The export as a one-time export over ``start``..``end``."""
     if end < start:
         raise CtsyncError(f"a backfill ends ({end}) before it starts ({start})")
-    window = OneTime.model_validate({"from": start, "to": end})
-    return job.model_copy(update={"frequency": Frequency.model_validate({"one_time": window})})
+    try:
+        frequency = Frequency.model_validate({"one_time": {"from": start.isoformat(), "to": end.isoformat()}})
+    except ValidationError as exc:
+        reasons = "; ".join(str(error["msg"]) for error in exc.errors())
+        raise CtsyncError(f"backfill of {job.name!r}: {reasons}") from None
+    return job.model_copy(update={"frequency": frequency})
 
 
 def backfill_window(job: ExportJob, start: date, end: date, now: datetime | None = None) -> tuple[date, date]:

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from ctsync.errors import CtsyncError
 from ctsync.exports.jobs import DATA_TYPES, ExportJob, one_time_window
 from ctsync.warehouse.connection import WarehouseTarget
-from ctsync.warehouse.state import STATE_SCHEMA, ensure_state_schema, state_engine
+from ctsync.warehouse.state import STATE_SCHEMA, cannot_open, ensure_state_schema, state_engine
 
 
 class ExportStatus(StrEnum):
@@ -623,7 +623,7 @@ class ExportStore:
         try:
             return self.engine.connect()
         except sa.exc.DBAPIError as exc:
-            raise CtsyncError(f"cannot open the warehouse for export state: {_first_line(exc.orig)}") from exc
+            raise cannot_open("warehouse for export state", exc) from exc
 
     def _begin(self) -> _Transaction:
         return _Transaction(self._connect())

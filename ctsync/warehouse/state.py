@@ -6,10 +6,12 @@ server warehouse (PostgreSQL) can hold it as well as the embedded DuckDB file.
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from ctsync.errors import CtsyncError
+from ctsync.errors import CtsyncError, WarehouseBusy
 from ctsync.warehouse.connection import WarehouseTarget, parse_warehouse
 
 STATE_SCHEMA = "ctsync"
@@ -35,3 +37,17 @@ def state_engine(warehouse: str | WarehouseTarget) -> sa.Engine:
 
 def ensure_state_schema(connection: sa.Connection) -> None:
     connection.execute(sa.text(f'create schema if not exists "{STATE_SCHEMA}"'))
+
+
+_LOCKED = re.compile(r"could not set lock on file|database is locked|conflicting lock", re.IGNORECASE)
+
+
+def cannot_open(what: str, error: BaseException) -> CtsyncError:
+    """The error to raise when the warehouse cannot be opened: WarehouseBusy when another writer holds it."""
+    text = str(getattr(error, "orig", None) or error).strip().splitlines()[0] if str(error).strip() else repr(error)
+    if _LOCKED.search(str(error)):
+        return WarehouseBusy(
+            f"cannot open the {what}: another process is writing to it (DuckDB allows one writer at a time); "
+            f"run load, dbt build and sync one after another, or wait and try again ({text})"
+        )
+    return CtsyncError(f"cannot open the {what}: {text}")

@@ -1,0 +1,83 @@
+{#-
+    `select <columns> from <relation>` that survives a young warehouse: a column the table
+    does not have yet (the loader adds a column only once a non-null value arrives) becomes
+    a typed NULL, and a table that does not exist yet (no such event exported so far) becomes
+    an empty result with the same columns. `columns` is a list of [name, type] pairs, the
+    type one of string, float, integer, boolean, timestamp.
+-#}
+{% macro select_source_columns(relation, columns) -%}
+    {%- set present = none -%}
+    {%- if execute -%}
+        {%- set found = adapter.get_relation(
+            database=relation.database,
+            schema=relation.schema,
+            identifier=relation.identifier,
+        ) -%}
+        {%- if found is not none -%}
+            {%- set present = adapter.get_columns_in_relation(found)
+                | map(attribute='name') | map('lower') | list -%}
+        {%- endif -%}
+    {%- endif %}
+    select
+    {%- for column in columns %}
+        {% set name, type_name = column[0], column[1] -%}
+        {%- if present is not none and name in present and type_name == 'string' -%}
+            {#- Any type reads as text; other types are kept as the loader typed them. -#}
+            cast({{ adapter.quote(name) }} as {{ dbt.type_string() }}) as {{ adapter.quote(name) }}
+        {%- elif present is not none and name in present -%}
+            {{ adapter.quote(name) }}
+        {%- else -%}
+            cast(null as {{ ctsync.ctsync_type(type_name) }}) as {{ adapter.quote(name) }}
+        {%- endif -%}
+        {{- ',' if not loop.last }}
+    {%- endfor %}
+    {%- if present is not none %}
+    from {{ relation }}
+    {%- else %}
+    {#- The table does not exist yet: no rows, same columns. #}
+    where 1 = 0
+    {%- endif %}
+{%- endmacro %}
+
+{#- The columns every event table of the loader has (Segment's standard track columns). -#}
+{% macro clevertap_standard_columns() -%}
+    {{ return([
+        ['id', 'string'],
+        ['user_id', 'string'],
+        ['anonymous_id', 'string'],
+        ['event', 'string'],
+        ['event_text', 'string'],
+        ['timestamp', 'timestamp'],
+        ['original_timestamp', 'timestamp'],
+        ['received_at', 'timestamp'],
+        ['uuid_ts', 'timestamp'],
+    ]) }}
+{%- endmacro %}
+
+{#- Context columns (from the event's `profile` and `deviceInfo`) that staging exposes. -#}
+{% macro clevertap_context_columns() -%}
+    {{ return([
+        ['context_traits_identity', 'string'],
+        ['context_traits_object_id', 'string'],
+        ['context_traits_email', 'string'],
+        ['context_traits_phone', 'string'],
+        ['context_traits_name', 'string'],
+        ['context_traits_platform', 'string'],
+        ['context_traits_all_identities', 'string'],
+        ['context_traits_push_token', 'string'],
+        ['context_device_make', 'string'],
+        ['context_device_model', 'string'],
+        ['context_device_app_version', 'string'],
+        ['context_device_sdk_version', 'string'],
+        ['context_device_os_version', 'string'],
+        ['context_device_browser', 'string'],
+        ['context_campaign_source', 'string'],
+        ['context_campaign_medium', 'string'],
+        ['context_campaign_name', 'string'],
+    ]) }}
+{%- endmacro %}
+
+{#- Standard and context columns, then the event's own property columns. -#}
+{% macro clevertap_event_columns(properties=[]) -%}
+    {{ return(ctsync.clevertap_standard_columns() + ctsync.clevertap_context_columns() + properties) }}
+{%- endmacro %}

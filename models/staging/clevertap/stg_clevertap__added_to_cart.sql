@@ -1,0 +1,40 @@
+with
+
+source as (
+
+    {{ select_source_columns(source('clevertap', 'added_to_cart'), clevertap_event_columns([
+        ['product_name', 'string'],
+        ['category', 'string'],
+        ['price', 'float'],
+        ['quantity', 'integer'],
+        ['ct_app_version', 'string'],
+        ['ct_source', 'string'],
+    ])) }}
+
+),
+
+renamed as (
+
+    select
+        ---------- ids
+        {{ clevertap_event_ids() }},
+
+        ---------- strings
+        {{ clevertap_event_strings() }},
+        product_name,
+        category as product_category,
+        ct_app_version as app_version,
+        ct_source as event_source,
+
+        ---------- numerics
+        price,
+        quantity,
+
+        ---------- timestamps
+        {{ clevertap_event_timestamps() }}
+
+    from source
+
+)
+
+select * from renamed

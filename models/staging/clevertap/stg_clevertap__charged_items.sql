@@ -1,0 +1,92 @@
+{#-
+    One row per element of Charged's Items array (JSON text in charged.items). CleverTap
+    leaves item keys to the app; the common ones are typed, the whole item stays in
+    item_json. Incremental on received_at: unnesting JSON is the costly part at scale and
+    an event's items never change once loaded.
+-#}
+{{ config(
+    materialized='incremental',
+    unique_key='charged_item_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='append_new_columns',
+) }}
+
+with
+
+source as (
+
+    {{ select_source_columns(source('clevertap', 'charged'), [
+        ['id', 'string'],
+        ['user_id', 'string'],
+        ['anonymous_id', 'string'],
+        ['items', 'string'],
+        ['timestamp', 'timestamp'],
+        ['received_at', 'timestamp'],
+    ]) }}
+
+),
+
+new_charged_events as (
+
+    select * from source
+    {%- if is_incremental() %}
+    {#- Only events loaded since the last run: items of loaded events never change. #}
+    where received_at > (
+        select coalesce(max(received_at), cast('1900-01-01 00:00:00+00:00' as {{ type_timestamptz() }}))
+        from {{ this }}
+    )
+    {%- endif %}
+
+),
+
+items as (
+
+    select
+        new_charged_events.*,
+        array_elements.item_index,
+        array_elements.item
+    from new_charged_events
+    {{ json_array_elements('new_charged_events', 'items') }}
+
+),
+
+renamed as (
+
+    select
+        ---------- ids
+        id || '-' || cast(item_index as {{ dbt.type_string() }}) as charged_item_id,
+        id as event_id,
+        user_id,
+        anonymous_id,
+
+        ---------- strings
+        coalesce(
+            {{ json_field_text('item', 'Product name') }},
+            {{ json_field_text('item', 'product_name') }}
+        ) as product_name,
+        coalesce(
+            {{ json_field_text('item', 'Category') }},
+            {{ json_field_text('item', 'category') }}
+        ) as product_category,
+        cast(item as {{ dbt.type_string() }}) as item_json,
+
+        ---------- numerics
+        item_index,
+        {{ number_or_null(
+            'coalesce(' ~ json_field_text('item', 'Price') ~ ', ' ~ json_field_text('item', 'price') ~ ')',
+            type_double(),
+        ) }} as price,
+        {{ number_or_null(
+            'coalesce(' ~ json_field_text('item', 'Quantity') ~ ', ' ~ json_field_text('item', 'quantity') ~ ')',
+            type_double(),
+        ) }} as quantity,
+
+        ---------- timestamps
+        {{ adapter.quote('timestamp') }} as occurred_at,
+        received_at
+
+    from items
+
+)
+
+select * from renamed
