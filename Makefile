@@ -8,7 +8,7 @@ DEMO_DIR ?= demo
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo test lint typecheck pytest bench clean
+.PHONY: help setup demo demo-rerun serve deployments test lint typecheck pytest bench bench-build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,10 +21,17 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed ## Create .venv and install ctsync with its dev tools
 
-demo: setup ## Write a sample CleverTap export and load it into $(WAREHOUSE)
-	rm -rf $(DEMO_DIR)/export
-	$(BIN)/ctsync sample $(DEMO_DIR)/export --events 20000 --users 1000 --timezone Asia/Kolkata
-	$(BIN)/ctsync load $(DEMO_DIR)/export --nickname CleverTap_Prod --timezone Asia/Kolkata --warehouse $(WAREHOUSE)
+demo: setup ## Sample export -> pipeline flow (load, dbt build, sync to demo/identify.jsonl) -> report
+	$(BIN)/python -m flows.demo --warehouse $(WAREHOUSE)
+
+demo-rerun: setup ## Run the pipeline again on the demo warehouse (an unchanged rerun sends nothing)
+	$(BIN)/python -m flows.demo --rerun --warehouse $(WAREHOUSE)
+
+serve: setup ## Serve every deployment of prefect.yaml from this process (Ctrl-C to stop)
+	$(BIN)/python -m flows.serve
+
+deployments: setup ## Rewrite prefect.yaml from ctsync.yml and check it
+	$(BIN)/python -m flows.deployments write
 
 lint: setup ## ruff (lint and format check)
 	$(BIN)/ruff check ctsync tests flows benchmarks
@@ -40,6 +47,9 @@ test: lint typecheck pytest ## Everything CI checks: lint, types, tests
 
 bench: setup ## Load benchmark (1M events; EVENTS=... to change)
 	$(BIN)/python benchmarks/load.py --events $${EVENTS:-1000000}
+
+bench-build: setup ## dbt build benchmark (10M events, 1M users)
+	$(BIN)/python benchmarks/build.py --events 10000000 --users 1000000
 
 clean: ## Remove the demo output, the warehouse and caches
 	rm -rf $(DEMO_DIR) $(WAREHOUSE) $(WAREHOUSE).wal target logs .pytest_cache .mypy_cache .ruff_cache

@@ -191,6 +191,35 @@ def _print_load_summary(summary: object) -> None:
         err_console.print(f"[red]failed[/] {result.file.url}: {result.error}", highlight=False)
 
 
+@app.command()
+def build(
+    as_of: Annotated[
+        str | None, typer.Option(help="Compute memberships and traits as of this ISO time (default now).")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="dbt target from profiles.yml (duckdb, postgres).")] = None,
+    warehouse: Annotated[str | None, typer.Option(help="Warehouse [env CTSYNC_WAREHOUSE].")] = None,
+    select: Annotated[list[str] | None, typer.Option(help="dbt node selection (repeatable).")] = None,
+) -> None:
+    """Build audiences and computed traits: dbt build of the project, with its log."""
+    from ctsync.transform import BuildResult, build_models
+
+    def action() -> BuildResult:
+        moment = _parse_end(as_of)
+
+        def show(level: str, message: str) -> None:
+            err_console.print(message, style={"warn": "yellow", "error": "red"}.get(level), highlight=False)
+
+        return build_models(warehouse=warehouse, target=target, as_of=moment, select=select or (), on_log=show)
+
+    result = _run(action)
+    counts = ", ".join(f"{count} {name}" for name, count in sorted(result.counts.items()))
+    console.print(f"dbt build {'succeeded' if result.success else 'FAILED'} in {result.seconds:.1f} s: {counts}")
+    for failure in result.failures:
+        err_console.print(f"[red]failed[/] {failure}", highlight=False)
+    if not result.success:
+        raise typer.Exit(1)
+
+
 def _mount() -> None:
     from ctsync.cli_exports import exports_app
 
