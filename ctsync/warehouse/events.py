@@ -331,31 +331,18 @@ def _transform(column: str, spec: str) -> str:
     return f"json_transform({column}, '{quoted}')"
 
 
-def build_keys(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    priority: IdentifierPriority,
-    timezone: str,
-    existing_tables: Sequence[str],
-) -> None:
+def build_keys(con: duckdb.DuckDBPyConnection, *, timezone: str, existing_tables: Sequence[str]) -> None:
     """``_ct_keys``: for each distinct valid event of the batch, its row in ``_ct_rows`` and its keys.
 
-    Narrow on purpose (no JSON, no context columns): the event-table inserts read those from
-    ``_ct_rows`` once. ``is_new`` is false for events an event table already holds; equal ids mean
-    equal content, so the same event name and timestamp: only those tables, in the batch's time
-    range, are read (``existing_tables`` are qualified names).
+    Narrow on purpose (no JSON is parsed here, nothing is copied): the event-table inserts read the
+    rest from ``_ct_rows`` once. ``is_new`` is false for events an event table already holds; equal
+    ids mean equal content, so the same event name and timestamp: only those tables, in the batch's
+    time range, are read (``existing_tables`` are qualified names).
     """
-    fields = list(dict.fromkeys(["objectId", "identity", *priority.user_id, priority.anonymous_id]))
-    paths = "[" + ", ".join(f"'$.\"{name}\"'" for name in fields) + "]"
-
-    def field(name: str) -> str:
-        return f"nullif(trim(ids[{fields.index(name) + 1}]), '')"
-
-    user_id = f"coalesce({', '.join(field(name) for name in priority.user_id)})"
     parts = [
         "eventName",
         _ts_text(),
-        "coalesce(ids[1], ids[2], '')",
+        "coalesce(cast(profile as varchar), '')",
         "coalesce(cast(eventProps as varchar), '')",
         "coalesce(cast(sessionProps as varchar), '')",
         "coalesce(cast(controlGroupName as varchar), '')",
@@ -371,13 +358,10 @@ def build_keys(
         f"""
         create or replace temp table _ct_keys as
         with hashed as (
-            select row_ref, file_id, line_no, eventName, ts_local, ids,
+            select rowid as row_ref, file_id, line_no, eventName, ts_local,
                 md5(concat_ws(chr(31), {", ".join(parts)})) as content_hash
-            from (
-                select rowid as row_ref, *, json_extract_string(profile, {paths}) as ids
-                from _ct_rows
-                where reason is null
-            )
+            from _ct_rows
+            where reason is null
         ),
         numbered as (
             -- Identical events in one file are distinct events (the k-th copy gets its own id);
@@ -391,8 +375,6 @@ def build_keys(
                 rows.file_id,
                 case when occurrence = 1 then content_hash
                      else md5(content_hash || '#' || occurrence) end as id,
-                {user_id} as user_id,
-                {field(priority.anonymous_id)} as anonymous_id,
                 names.event,
                 timezone(?, rows.ts_local) as "timestamp"
             from numbered as rows
@@ -409,10 +391,24 @@ def build_keys(
     )
 
 
-def event_rows_sql(context: ContextPlan, event_names: Sequence[str], received_at: str) -> tuple[str, list[object]]:
-    """The SELECT of one event table's new rows: keys, the raw JSON, and the parsed context objects."""
+def identifier_sql(priority: IdentifierPriority) -> tuple[str, str]:
+    """``user_id`` and ``anonymous_id`` from the parsed profile ``p`` (first non-empty field wins)."""
+
+    def field(name: str) -> str:
+        return f"nullif(trim(p.{quote_identifier(name)}), '')"
+
+    return f"coalesce({', '.join(field(name) for name in priority.user_id)})", field(priority.anonymous_id)
+
+
+def event_rows_sql(
+    context: ContextPlan, priority: IdentifierPriority, event_names: Sequence[str], received_at: str
+) -> tuple[str, list[object]]:
+    """The SELECT of one event table's new rows: keys, ids, the raw JSON, and the parsed context objects."""
     placeholders = ", ".join("?" for _ in event_names)
+    user_id, anonymous_id = identifier_sql(priority)
     sql = f"""
+        select *, {user_id} as user_id, {anonymous_id} as anonymous_id
+        from (
         select keys.*, rows.eventName as event_text, cast(? as timestamp with time zone) as received_at,
             rows.eventProps, rows.controlGroupName,
             {_transform("rows.profile", context.profile_spec)} as p,
@@ -421,5 +417,6 @@ def event_rows_sql(context: ContextPlan, event_names: Sequence[str], received_at
         from _ct_keys as keys
         join (select rowid as row_ref, * from _ct_rows where eventName in ({placeholders})) as rows using (row_ref)
         where keys.is_new and keys.event = ?
+        )
     """
     return sql, [received_at, *event_names]

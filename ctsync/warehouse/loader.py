@@ -36,7 +36,7 @@ from ctsync.exports.files import (
 from ctsync.naming import qualified, quote_identifier, schema_name
 from ctsync.warehouse import bookkeeping, events, profiles, tables
 from ctsync.warehouse.bookkeeping import FileCounts
-from ctsync.warehouse.connection import WarehouseTarget, connect_duckdb, parse_warehouse
+from ctsync.warehouse.connection import LOADER_ROW_GROUP_SIZE, WarehouseTarget, connect_duckdb, parse_warehouse
 from ctsync.warehouse.events import IdentifierPriority, StagedFile
 from ctsync.warehouse.structure import Node, discover, leaves, merge_trees
 from ctsync.warehouse.tables import Column
@@ -155,7 +155,7 @@ def load_export_files(
             f"the warehouse file {Path(target.location).name} has the same name as the schema {schema!r}, "
             "and DuckDB cannot tell the two apart: name the file differently (e.g. warehouse.duckdb)"
         )
-    con = connect_duckdb(target.location)
+    con = connect_duckdb(target.location, row_group_size=LOADER_ROW_GROUP_SIZE)
     try:
         summary = _load(con, files, schema, options, target, progress)
     finally:
@@ -388,7 +388,6 @@ def _stage_and_write_events(
     existing = set(event_tables_of(con, schema))
     events.build_keys(
         con,
-        priority=options.identifiers,
         timezone=options.timezone,
         existing_tables=[qualified(schema, table) for table in sorted(set(names.values()) & existing)],
     )
@@ -396,7 +395,7 @@ def _stage_and_write_events(
         "select file_id, count(*) from _ct_keys where is_new group by file_id"
     ).fetchall():
         counts[file_id].rows_inserted = inserted
-    _write_tables(con, schema, context, names, received_at, summary)
+    _write_tables(con, schema, context, options.identifiers, names, received_at, summary)
 
 
 def _stage_and_write_profiles(
@@ -462,6 +461,7 @@ def _write_tables(
     con: duckdb.DuckDBPyConnection,
     schema: str,
     context: events.ContextPlan,
+    priority: IdentifierPriority,
     names: dict[str, str],
     received_at: str,
     summary: LoadSummary,
@@ -482,7 +482,7 @@ def _write_tables(
     control_group = Column("control_group_name", "VARCHAR", "json_extract_string(controlGroupName, '$')")
     for table in event_tables:
         source, params = events.event_rows_sql(
-            context, sorted(name for name, event in names.items() if event == table), received_at
+            context, priority, sorted(name for name, event in names.items() if event == table), received_at
         )
         inserted = tables.write_object_rows(
             con,
