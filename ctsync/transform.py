@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from ctsync.errors import CtsyncError, WarehouseBusy
 from ctsync.warehouse.connection import parse_warehouse
@@ -43,11 +44,28 @@ def project_dir() -> Path:
 
 
 def _child_environment(warehouse: str | None) -> dict[str, str]:
-    """The child's environment: profiles.yml reads the warehouse from CTSYNC_WAREHOUSE."""
+    """The child's environment: profiles.yml reads the warehouse from CTSYNC_WAREHOUSE (DuckDB) or
+    CTSYNC_PG_* (PostgreSQL, filled in from a postgresql:// warehouse URL)."""
     environment = dict(os.environ)
-    if warehouse is not None:
-        target = parse_warehouse(warehouse)
-        environment["CTSYNC_WAREHOUSE"] = target.location if target.kind == "duckdb" else warehouse
+    location = warehouse if warehouse is not None else environment.get("CTSYNC_WAREHOUSE")
+    if not location:
+        return environment
+    target = parse_warehouse(location)
+    if target.kind == "duckdb":
+        environment["CTSYNC_WAREHOUSE"] = target.location
+        return environment
+    url = urlsplit(target.location)
+    environment.update(
+        {
+            "CTSYNC_WAREHOUSE": target.location,
+            "CTSYNC_DBT_TARGET": environment.get("CTSYNC_DBT_TARGET", "postgres"),
+            "CTSYNC_PG_HOST": url.hostname or "localhost",
+            "CTSYNC_PG_PORT": str(url.port or 5432),
+            "CTSYNC_PG_USER": unquote(url.username or "postgres"),
+            "CTSYNC_PG_PASSWORD": unquote(url.password or ""),
+            "CTSYNC_PG_DATABASE": unquote(url.path.lstrip("/") or "postgres"),
+        }
+    )
     return environment
 
 

@@ -11,9 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import duckdb
-
 from ctsync.naming import qualified, quote_identifier
+from ctsync.warehouse.targets import Target
 
 LOADS_COLUMNS = """
     load_id varchar not null,
@@ -60,55 +59,55 @@ class FileCounts:
         return self.lines_read == self.rows_loaded + self.rows_rejected + self.rows_skipped
 
 
-def ensure_bookkeeping(con: duckdb.DuckDBPyConnection, schema: str) -> None:
+def ensure_bookkeeping(target: Target, schema: str) -> None:
     """Create the bookkeeping tables, or add the columns a newer ctsync keeps."""
-    con.execute(f"create schema if not exists {quote_identifier(schema)}")
+    target.execute(f"create schema if not exists {quote_identifier(schema)}")
     for table, columns in (("_loads", LOADS_COLUMNS), ("_rejected", REJECTED_COLUMNS)):
-        con.execute(f"create table if not exists {qualified(schema, table)} ({columns})")
+        target.execute(f"create table if not exists {qualified(schema, table)} ({columns})")
+        present = target.columns(schema).get(table, {})
         for definition in columns.strip().split(",\n"):
             name, type_ = definition.split()[:2]
-            con.execute(f"alter table {qualified(schema, table)} add column if not exists {name} {type_}")
+            if name not in present:
+                target.execute(f"alter table {qualified(schema, table)} add column {name} {type_}")
 
 
-def loaded_checksums(
-    con: duckdb.DuckDBPyConnection, schema: str, checksums: Iterable[str], filter_key: str
-) -> set[str]:
+def loaded_checksums(target: Target, schema: str, checksums: Iterable[str], filter_key: str) -> set[str]:
     """Checksums already loaded with the same filter (a file loaded for other days must be read again)."""
     wanted = sorted(set(checksums))
     if not wanted:
         return set()
-    rows = con.execute(
+    rows = target.execute(
         f"select distinct checksum from {qualified(schema, '_loads')} "
-        "where status = 'loaded' and coalesce(filter_key, '') = ? and checksum in (select unnest(?))",
+        "where status = 'loaded' and coalesce(filter_key, '') = ? and checksum in (select unnest(?::varchar[]))",
         [filter_key, wanted],
-    ).fetchall()
+    )
     return {str(row[0]) for row in rows}
 
 
 def loaded_fingerprints(
-    con: duckdb.DuckDBPyConnection, schema: str, files: Iterable[tuple[str, str]], filter_key: str
+    target: Target, schema: str, files: Iterable[tuple[str, str]], filter_key: str
 ) -> set[tuple[str, str]]:
     """Which (file, fingerprint) pairs were loaded already with the same filter: no need to read them again."""
     pairs = sorted(set(files))
     if not pairs:
         return set()
-    rows = con.execute(
+    rows = target.execute(
         f"select distinct file, fingerprint from {qualified(schema, '_loads')} "
         "where status = 'loaded' and coalesce(filter_key, '') = ? "
-        "and (file, fingerprint) in (select unnest(?), unnest(?))",
+        "and (file, fingerprint) in (select unnest(?::varchar[]), unnest(?::varchar[]))",
         [filter_key, [file for file, _ in pairs], [fingerprint for _, fingerprint in pairs]],
-    ).fetchall()
+    )
     return {(str(file), str(fingerprint)) for file, fingerprint in rows}
 
 
-def mark_interrupted(con: duckdb.DuckDBPyConnection, schema: str) -> int:
+def mark_interrupted(target: Target, schema: str) -> int:
     """Close out ``loading`` rows left by a run that was killed; returns how many."""
-    rows = con.execute(
+    rows = target.execute(
         f"update {qualified(schema, '_loads')} set status = 'interrupted', finished_at = ?, "
         "error = 'the loading process stopped before this file committed; it loads again' "
         "where status = 'loading' returning file",
         [datetime.now(UTC)],
-    ).fetchall()
+    )
     return len(rows)
 
 
@@ -123,7 +122,7 @@ class FileStart:
 
 
 def start_files(
-    con: duckdb.DuckDBPyConnection,
+    target: Target,
     schema: str,
     load_id: str,
     files: list[FileStart],
@@ -131,11 +130,12 @@ def start_files(
     filter_key: str = "",
 ) -> None:
     """Record files as ``loading`` (one statement; committed before their data)."""
-    con.execute(
+    target.execute(
         f"""
         insert into {qualified(schema, "_loads")}
             (load_id, file, file_name, kind, size, checksum, fingerprint, filter_key, status, export_job, started_at)
-        select ?, unnest(?), unnest(?), unnest(?), unnest(?), unnest(?), unnest(?::varchar[]), ?, 'loading', ?, ?
+        select ?, unnest(?::varchar[]), unnest(?::varchar[]), unnest(?::varchar[]), unnest(?::bigint[]),
+            unnest(?::varchar[]), unnest(?::varchar[]), ?, 'loading', ?, ?
         """,
         [
             load_id,
@@ -153,7 +153,7 @@ def start_files(
 
 
 def finish_files(
-    con: duckdb.DuckDBPyConnection,
+    target: Target,
     schema: str,
     load_id: str,
     results: dict[str, FileCounts],
@@ -172,13 +172,13 @@ def finish_files(
         "rows_skipped",
     )
     values = {column: [getattr(results[c], column) for c in checksums] for column in columns}
-    unnests = ", ".join(f"unnest(?) as {column}" for column in columns)
-    con.execute(
+    unnests = ", ".join(f"unnest(?::bigint[]) as {column}" for column in columns)
+    target.execute(
         f"""
         update {qualified(schema, "_loads")} as loads
         set status = ?, finished_at = ?, error = ?,
             {", ".join(f"{column} = counts.{column}" for column in columns)}
-        from (select unnest(?) as checksum, {unnests}) as counts
+        from (select unnest(?::varchar[]) as checksum, {unnests}) as counts
         where loads.load_id = ? and loads.checksum = counts.checksum and loads.status = 'loading'
         """,
         [status, datetime.now(UTC), error, checksums, *values.values(), load_id],

@@ -23,6 +23,7 @@ import pyarrow as pa
 from ctsync.exports.files import decompress, is_gzip
 from ctsync.naming import event_table, property_column, quote_identifier
 from ctsync.warehouse.structure import Leaf, discover, leaves
+from ctsync.warehouse.targets import Target
 
 TOP_LEVEL_COLUMNS = {
     "ts": "JSON",
@@ -331,13 +332,14 @@ def _transform(column: str, spec: str) -> str:
     return f"json_transform({column}, '{quoted}')"
 
 
-def build_keys(con: duckdb.DuckDBPyConnection, *, timezone: str, existing_tables: Sequence[str]) -> None:
+def build_keys(
+    con: duckdb.DuckDBPyConnection, target: Target, *, schema: str, timezone: str, existing_tables: Sequence[str]
+) -> None:
     """``_ct_keys``: for each distinct valid event of the batch, its row in ``_ct_rows`` and its keys.
 
     Narrow on purpose (no JSON is parsed here, nothing is copied): the event-table inserts read the
-    rest from ``_ct_rows`` once. ``is_new`` is false for events an event table already holds; equal
-    ids mean equal content, so the same event name and timestamp: only those tables, in the batch's
-    time range, are read (``existing_tables`` are qualified names).
+    rest from ``_ct_rows`` once. ``is_new`` is false for events the warehouse already holds (the
+    target looks the batch's ids up in ``existing_tables``).
     """
     parts = [
         "eventName",
@@ -347,16 +349,9 @@ def build_keys(con: duckdb.DuckDBPyConnection, *, timezone: str, existing_tables
         "coalesce(cast(sessionProps as varchar), '')",
         "coalesce(cast(controlGroupName as varchar), '')",
     ]
-    known = (
-        " union all ".join(
-            f'select id from {table} where "timestamp" between (select low from bounds) and (select high from bounds)'
-            for table in existing_tables
-        )
-        or "select null::varchar as id where false"
-    )
     con.execute(
         f"""
-        create or replace temp table _ct_keys as
+        create or replace temp table _ct_candidates as
         with hashed as (
             select rowid as row_ref, file_id, line_no, eventName, ts_local,
                 md5(concat_ws(chr(31), {", ".join(parts)})) as content_hash
@@ -368,26 +363,25 @@ def build_keys(con: duckdb.DuckDBPyConnection, *, timezone: str, existing_tables
             -- the same event in two files (overlapping exports) is one event.
             select *, row_number() over (partition by file_id, content_hash order by line_no) as occurrence
             from hashed
-        ),
-        normalized as (
-            select
-                rows.row_ref,
-                rows.file_id,
-                case when occurrence = 1 then content_hash
-                     else md5(content_hash || '#' || occurrence) end as id,
-                names.event,
-                timezone(?, rows.ts_local) as "timestamp"
-            from numbered as rows
-            join _ct_event_names as names on names.event_text = rows.eventName
-            qualify row_number() over (partition by id order by rows.file_id) = 1
-        ),
-        bounds as (select min("timestamp") as low, max("timestamp") as high from normalized),
-        known as ({known})
-        select normalized.*, known.id is null as is_new
-        from normalized
-        left join known on known.id = normalized.id
+        )
+        select
+            rows.row_ref,
+            rows.file_id,
+            case when occurrence = 1 then content_hash
+                 else md5(content_hash || '#' || occurrence) end as id,
+            names.event,
+            timezone(?, rows.ts_local) as "timestamp"
+        from numbered as rows
+        join _ct_event_names as names on names.event_text = rows.eventName
+        qualify row_number() over (partition by id order by rows.file_id) = 1
         """,
         [timezone],
+    )
+    target.known_ids(con, schema, existing_tables)
+    con.execute(
+        "create or replace temp table _ct_keys as "
+        "select candidates.*, known.id is null as is_new "
+        "from _ct_candidates as candidates left join _ct_known as known using (id)"
     )
 
 

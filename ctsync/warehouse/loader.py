@@ -20,6 +20,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
+from psycopg2 import DatabaseError
 
 from ctsync.errors import CtsyncError
 from ctsync.exports.files import (
@@ -40,6 +41,7 @@ from ctsync.warehouse.connection import LOADER_ROW_GROUP_SIZE, WarehouseTarget, 
 from ctsync.warehouse.events import IdentifierPriority, StagedFile
 from ctsync.warehouse.structure import Node, discover, leaves, merge_trees
 from ctsync.warehouse.tables import Column
+from ctsync.warehouse.targets import DuckDBTarget, PostgresTarget, Target
 
 DEFAULT_BATCH_BYTES = 256 * 1024 * 1024
 """Uncompressed bytes staged per transaction (gzip files count ~8x their size)."""
@@ -136,50 +138,63 @@ def load_export_files(
     progress: ProgressCallback | None = None,
     on_start: ProgressCallback | None = None,
 ) -> LoadSummary:
-    """Load the event export files under ``paths`` into the warehouse.
+    """Load the CleverTap export files under ``paths`` (events and profiles) into the warehouse.
 
-    ``on_start`` receives (files, bytes) found; ``progress`` receives increments as batches finish.
+    ``warehouse`` is a DuckDB file or a PostgreSQL URL. ``on_start`` receives (files, bytes) found;
+    ``progress`` receives increments as batches finish.
     """
     check_region(options.region, options.workspace_region)
     check_timezone(options.timezone)
     schema = schema_name(options.nickname)
-    target = warehouse if isinstance(warehouse, WarehouseTarget) else parse_warehouse(warehouse)
+    where = warehouse if isinstance(warehouse, WarehouseTarget) else parse_warehouse(warehouse)
     files = discover_files(paths)
     if on_start is not None:
         on_start(len(files), sum(f.size for f in files))
     started = time.perf_counter()
-    if target.kind != "duckdb":
-        raise CtsyncError("loading into PostgreSQL is not available yet; use a DuckDB warehouse")
-    if Path(target.location).stem == schema:
-        raise CtsyncError(
-            f"the warehouse file {Path(target.location).name} has the same name as the schema {schema!r}, "
-            "and DuckDB cannot tell the two apart: name the file differently (e.g. warehouse.duckdb)"
-        )
-    con = connect_duckdb(target.location, row_group_size=LOADER_ROW_GROUP_SIZE)
+    duck, target = _open(where, schema)
     try:
-        summary = _load(con, files, schema, options, target, progress)
+        summary = _load(duck, target, files, schema, options, where, progress)
     finally:
-        con.close()
+        target.close()
+        if target.kind != "duckdb":
+            duck.close()
     summary.seconds = time.perf_counter() - started
     return summary
 
 
+def _open(where: WarehouseTarget, schema: str) -> tuple[duckdb.DuckDBPyConnection, Target]:
+    """The DuckDB connection that stages files, and the warehouse target rows go to."""
+    if where.kind == "postgres":
+        target: Target = PostgresTarget(where.location)
+        duck = duckdb.connect()
+        duck.execute("set TimeZone = 'UTC'")
+        return duck, target
+    if Path(where.location).stem == schema:
+        raise CtsyncError(
+            f"the warehouse file {Path(where.location).name} has the same name as the schema {schema!r}, "
+            "and DuckDB cannot tell the two apart: name the file differently (e.g. warehouse.duckdb)"
+        )
+    duck = connect_duckdb(where.location, row_group_size=LOADER_ROW_GROUP_SIZE)
+    return duck, DuckDBTarget(duck)
+
+
 def _load(
-    con: duckdb.DuckDBPyConnection,
+    duck: duckdb.DuckDBPyConnection,
+    target: Target,
     files: list[ExportFile],
     schema: str,
     options: LoadOptions,
-    target: WarehouseTarget,
+    where: WarehouseTarget,
     progress: ProgressCallback | None,
 ) -> LoadSummary:
-    summary = LoadSummary(schema=schema, warehouse=target.describe())
-    bookkeeping.ensure_bookkeeping(con, schema)
-    summary.interrupted_before = bookkeeping.mark_interrupted(con, schema)
+    summary = LoadSummary(schema=schema, warehouse=where.describe())
+    bookkeeping.ensure_bookkeeping(target, schema)
+    summary.interrupted_before = bookkeeping.mark_interrupted(target, schema)
     load_id = uuid.uuid4().hex
     workdir = tempfile.mkdtemp(prefix="ctsync-load-")
     try:
         for batch in _batches(files, options.batch_bytes):
-            _load_batch(con, batch, schema, options, load_id, workdir, summary, progress)
+            _load_batch(duck, target, batch, schema, options, load_id, workdir, summary, progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return summary
@@ -241,7 +256,8 @@ def _prepare(batch: list[ExportFile], options: LoadOptions, workdir: str, summar
 
 
 def _load_batch(
-    con: duckdb.DuckDBPyConnection,
+    duck: duckdb.DuckDBPyConnection,
+    target: Target,
     batch: list[ExportFile],
     schema: str,
     options: LoadOptions,
@@ -251,7 +267,7 @@ def _load_batch(
     progress: ProgressCallback | None,
 ) -> None:
     unchanged = bookkeeping.loaded_fingerprints(
-        con, schema, [(f.url, f.fingerprint) for f in batch if f.fingerprint is not None], options.filter_key
+        target, schema, [(f.url, f.fingerprint) for f in batch if f.fingerprint is not None], options.filter_key
     )
     fresh = []
     for export_file in batch:
@@ -260,7 +276,7 @@ def _load_batch(
         else:
             fresh.append(export_file)
     prepared = _prepare(fresh, options, workdir, summary)
-    already = bookkeeping.loaded_checksums(con, schema, [p.checksum for p in prepared], options.filter_key)
+    already = bookkeeping.loaded_checksums(target, schema, [p.checksum for p in prepared], options.filter_key)
     todo = []
     for item in prepared:
         if item.checksum in already:
@@ -274,7 +290,7 @@ def _load_batch(
     if not todo:
         return
     bookkeeping.start_files(
-        con,
+        target,
         schema,
         load_id,
         [
@@ -292,21 +308,24 @@ def _load_batch(
         options.filter_key,
     )
     try:
-        con.begin()
+        target.begin()
         counts: dict[int, FileCounts] = {item.staged.file_id: FileCounts() for item in todo}
         event_items = [item for item in todo if item.kind is not FileKind.PROFILES]
         profile_items = [item for item in todo if item.kind is FileKind.PROFILES]
+        received_at = datetime.now(UTC).isoformat()
         if event_items:
-            _stage_and_write_events(con, event_items, schema, options, load_id, summary, counts)
+            _stage_and_write_events(duck, target, event_items, schema, options, load_id, received_at, summary, counts)
         if profile_items:
-            _stage_and_write_profiles(con, profile_items, schema, options, load_id, summary, counts)
-        bookkeeping.finish_files(con, schema, load_id, {item.checksum: counts[item.staged.file_id] for item in todo})
-        con.commit()
-    except (duckdb.Error, CtsyncError, OSError) as exc:
-        con.rollback()
-        message = str(exc).splitlines()[0][:500]
+            _stage_and_write_profiles(
+                duck, target, profile_items, schema, options, load_id, received_at, summary, counts
+            )
+        bookkeeping.finish_files(target, schema, load_id, {item.checksum: counts[item.staged.file_id] for item in todo})
+        target.commit()
+    except (duckdb.Error, CtsyncError, OSError, DatabaseError) as exc:
+        target.rollback()
+        message = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
         bookkeeping.finish_files(
-            con, schema, load_id, {item.checksum: FileCounts() for item in todo}, status="failed", error=message
+            target, schema, load_id, {item.checksum: FileCounts() for item in todo}, status="failed", error=message
         )
         for item in todo:
             summary.files.append(FileResult(item.export_file, "failed", error=message))
@@ -314,14 +333,28 @@ def _load_batch(
         for item in todo:
             summary.files.append(FileResult(item.export_file, "loaded", counts[item.staged.file_id]))
     finally:
-        for temp in ("_ct_rows", "_ct_keys", "_ct_profile_rows", "_ct_identifies"):
-            con.execute(f"drop table if exists {temp}")
+        for temp in _TEMP_TABLES:
+            duck.execute(f"drop table if exists {temp}")
     if progress is not None:
         progress(len(todo), sum(p.export_file.size for p in todo))
 
 
+_TEMP_TABLES = (
+    "_ct_rows",
+    "_ct_candidates",
+    "_ct_known",
+    "_ct_keys",
+    "_ct_profile_rows",
+    "_ct_identifies",
+    "_ct_files",
+    "_ct_profile_files",
+    "_ct_event_names",
+)
+
+
 def _count_and_quarantine(
-    con: duckdb.DuckDBPyConnection,
+    duck: duckdb.DuckDBPyConnection,
+    target: Target,
     rows_table: str,
     items: list[_Prepared],
     schema: str,
@@ -331,7 +364,7 @@ def _count_and_quarantine(
 ) -> None:
     """Per-file line counts, then the rejected lines into ``_rejected`` and the skipped ones out."""
     keep_sql, keep_params = keep
-    for file_id, lines_read, valid, skipped in con.execute(
+    for file_id, lines_read, valid, skipped in duck.execute(
         "select file_id, count(*), count(*) filter (where reason is null), "
         f"count(*) filter (where reason is null and not ({keep_sql})) from {rows_table} group by file_id",
         keep_params,
@@ -341,14 +374,17 @@ def _count_and_quarantine(
         counts[file_id].rows_skipped = skipped
         counts[file_id].rows_rejected = lines_read - valid
     if any(counts[item.staged.file_id].rows_skipped for item in items):
-        con.execute(f"delete from {rows_table} where reason is null and not ({keep_sql})", keep_params)
+        duck.execute(f"delete from {rows_table} where reason is null and not ({keep_sql})", keep_params)
     if any(counts[item.staged.file_id].rows_rejected for item in items):
-        con.execute(
+        target.write(
+            duck,
+            schema,
+            "_rejected",
+            _REJECTED_COLUMNS,
             f"""
-            insert into {qualified(schema, "_rejected")}
             select ?, files.url, rows.line_no, rows.reason, rows.raw, cast(? as timestamp with time zone)
             from {rows_table} as rows
-            join (select unnest(?) as file_id, unnest(?) as url) as files using (file_id)
+            join (select unnest(?::integer[]) as file_id, unnest(?::varchar[]) as url) as files using (file_id)
             where rows.reason is not null
             """,
             [
@@ -357,53 +393,69 @@ def _count_and_quarantine(
                 [item.staged.file_id for item in items],
                 [item.export_file.url for item in items],
             ],
+            target.columns(schema),
         )
 
 
+_REJECTED_COLUMNS = (
+    ("load_id", "VARCHAR"),
+    ("file", "VARCHAR"),
+    ("line_number", "BIGINT"),
+    ("reason", "VARCHAR"),
+    ("raw", "VARCHAR"),
+    ("rejected_at", "TIMESTAMP WITH TIME ZONE"),
+)
+
+
 def _stage_and_write_events(
-    con: duckdb.DuckDBPyConnection,
+    duck: duckdb.DuckDBPyConnection,
+    target: Target,
     todo: list[_Prepared],
     schema: str,
     options: LoadOptions,
     load_id: str,
+    received_at: str,
     summary: LoadSummary,
     counts: dict[int, FileCounts],
 ) -> None:
-    events.create_rows_table(con)
-    events.stage_fast(con, [item.staged for item in todo])
-    dirty = set(events.dirty_files(con))
-    events.drop_fast_header_rows(con)
+    events.create_rows_table(duck)
+    events.stage_fast(duck, [item.staged for item in todo])
+    dirty = set(events.dirty_files(duck))
+    events.drop_fast_header_rows(duck)
     for item in todo:
         file_id = item.staged.file_id
         if file_id in dirty:
             lines = events.split_lines(item.data, item.export_file.url, item.staged.header)
-            events.stage_exact(con, file_id, lines)
+            events.stage_exact(duck, file_id, lines)
             counts[file_id].header_lines = lines.header_lines
         else:
             counts[file_id].header_lines = 1 if item.staged.header else 0
-    _count_and_quarantine(con, "_ct_rows", todo, schema, load_id, counts, _keep_filter(options))
-    received_at = datetime.now(UTC).isoformat()
-    names = events.register_event_names(con)
-    context = events.plan_context(con, options.identifiers)
-    existing = set(event_tables_of(con, schema))
+    _count_and_quarantine(duck, target, "_ct_rows", todo, schema, load_id, counts, _keep_filter(options))
+    names = events.register_event_names(duck)
+    context = events.plan_context(duck, options.identifiers)
+    existing = set(event_tables_of(target, schema))
     events.build_keys(
-        con,
+        duck,
+        target,
+        schema=schema,
         timezone=options.timezone,
-        existing_tables=[qualified(schema, table) for table in sorted(set(names.values()) & existing)],
+        existing_tables=sorted(set(names.values()) & existing),
     )
-    for file_id, inserted in con.execute(
+    for file_id, inserted in duck.execute(
         "select file_id, count(*) from _ct_keys where is_new group by file_id"
     ).fetchall():
         counts[file_id].rows_inserted = inserted
-    _write_tables(con, schema, context, options.identifiers, names, received_at, summary)
+    _write_tables(duck, target, schema, context, options.identifiers, names, received_at, summary)
 
 
 def _stage_and_write_profiles(
-    con: duckdb.DuckDBPyConnection,
+    duck: duckdb.DuckDBPyConnection,
+    target: Target,
     todo: list[_Prepared],
     schema: str,
     options: LoadOptions,
     load_id: str,
+    received_at: str,
     summary: LoadSummary,
     counts: dict[int, FileCounts],
 ) -> None:
@@ -417,31 +469,32 @@ def _stage_and_write_profiles(
         )
         for item in todo
     ]
-    profiles.create_rows_table(con)
-    profiles.stage_fast(con, staged)
-    dirty = set(profiles.dirty_files(con))
-    profiles.drop_fast_header_rows(con)
+    profiles.create_rows_table(duck)
+    profiles.stage_fast(duck, staged)
+    dirty = set(profiles.dirty_files(duck))
+    profiles.drop_fast_header_rows(duck)
     for item in todo:
         file_id = item.staged.file_id
         if file_id in dirty:
             lines = events.split_lines(item.data, item.export_file.url, item.staged.header)
-            profiles.stage_exact(con, file_id, lines)
+            profiles.stage_exact(duck, file_id, lines)
             counts[file_id].header_lines = lines.header_lines
         else:
             counts[file_id].header_lines = 1 if item.staged.header else 0
-    _count_and_quarantine(con, "_ct_profile_rows", todo, schema, load_id, counts)
-    has_identifies = "identifies" in tables.existing_columns(con, schema)
+    _count_and_quarantine(duck, target, "_ct_profile_rows", todo, schema, load_id, counts)
     profiles.build_identifies(
-        con,
+        duck,
+        target,
+        schema=schema,
         priority=options.identifiers,
-        received_at=datetime.now(UTC).isoformat(),
-        identifies=qualified(schema, "identifies") if has_identifies else None,
+        received_at=received_at,
+        has_identifies="identifies" in target.columns(schema),
     )
-    for file_id, inserted in con.execute(
+    for file_id, inserted in duck.execute(
         "select file_id, count(*) from _ct_identifies where is_new group by file_id"
     ).fetchall():
         counts[file_id].rows_inserted = inserted
-    identifies, users = profiles.write_identifies_and_users(con, schema)
+    identifies, users = profiles.write_identifies_and_users(duck, target, schema, received_at)
     if identifies:
         summary.inserted_by_event["identifies"] = summary.inserted_by_event.get("identifies", 0) + identifies
         summary.users_refreshed += users
@@ -458,7 +511,8 @@ def _exported_at(export_file: ExportFile) -> str | None:
 
 
 def _write_tables(
-    con: duckdb.DuckDBPyConnection,
+    duck: duckdb.DuckDBPyConnection,
+    target: Target,
     schema: str,
     context: events.ContextPlan,
     priority: IdentifierPriority,
@@ -466,18 +520,18 @@ def _write_tables(
     received_at: str,
     summary: LoadSummary,
 ) -> None:
-    existing = tables.existing_columns(con, schema)
+    existing = target.columns(schema)
     base = [
         *(Column(name, type_, expression) for name, type_, expression in _STANDARD_SELECT),
         *(Column(name, "VARCHAR", expression) for name, expression in context.columns),
     ]
-    by_name = discover(con, "_ct_rows", "eventProps", group="eventName", where="reason is null")
+    by_name = discover(duck, "_ct_rows", "eventProps", group="eventName", where="reason is null")
     props: dict[str, dict[str, Node]] = {}
     for name, tree in by_name.items():
         if name is not None:
             merge_trees(props.setdefault(names[name], {}), tree)
     event_tables = [
-        str(row[0]) for row in con.execute("select distinct event from _ct_keys where is_new order by 1").fetchall()
+        str(row[0]) for row in duck.execute("select distinct event from _ct_keys where is_new order by 1").fetchall()
     ]
     control_group = Column("control_group_name", "VARCHAR", "json_extract_string(controlGroupName, '$')")
     for table in event_tables:
@@ -485,7 +539,8 @@ def _write_tables(
             context, priority, sorted(name for name, event in names.items() if event == table), received_at
         )
         inserted = tables.write_object_rows(
-            con,
+            duck,
+            target,
             schema,
             table,
             source=source,
@@ -498,7 +553,7 @@ def _write_tables(
         )
         summary.inserted_by_event[table] = summary.inserted_by_event.get(table, 0) + inserted
     if event_tables:
-        refresh_tracks_view(con, schema)
+        refresh_tracks_view(target, schema)
 
 
 _STANDARD_SELECT: tuple[tuple[str, str, str], ...] = (
@@ -514,9 +569,9 @@ _STANDARD_SELECT: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def event_tables_of(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
+def event_tables_of(target: Target, schema: str) -> list[str]:
     """Tables the loader made for events: base tables with an ``event_text`` column."""
-    rows = con.execute(
+    rows = target.execute(
         """
         select columns.table_name
         from information_schema.columns as columns
@@ -527,21 +582,24 @@ def event_tables_of(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
         order by 1
         """,
         [schema],
-    ).fetchall()
+    )
     return [str(row[0]) for row in rows]
 
 
-def refresh_tracks_view(con: duckdb.DuckDBPyConnection, schema: str) -> None:
+def refresh_tracks_view(target: Target, schema: str) -> None:
     """``tracks``: every event, standard and context columns only, as a view over the event tables.
 
-    Same columns and rows as Segment's ``tracks`` table without storing every event twice.
+    Same columns and rows as Segment's ``tracks`` table without storing every event twice. Columns
+    keep their order and new ones are appended (PostgreSQL only lets a view grow at the end).
     """
-    existing = tables.existing_columns(con, schema)
-    event_tables = event_tables_of(con, schema)
-    context: list[str] = sorted(
-        {column for table in event_tables for column in existing[table] if column.startswith("context_")}
+    existing = target.columns(schema)
+    event_tables = event_tables_of(target, schema)
+    standard = [name for name, _ in events.STANDARD_COLUMNS]
+    columns = list(existing.get("tracks", {})) or list(standard)
+    context = sorted(
+        {column for table in event_tables for column in existing[table] if column.startswith("context_")} - set(columns)
     )
-    columns = [name for name, _ in events.STANDARD_COLUMNS] + context
+    columns += context
     selects = []
     for table in event_tables:
         parts = [
@@ -549,7 +607,7 @@ def refresh_tracks_view(con: duckdb.DuckDBPyConnection, schema: str) -> None:
             for column in columns
         ]
         selects.append(f"select {', '.join(parts)} from {qualified(schema, table)}")
-    con.execute(f"create or replace view {qualified(schema, 'tracks')} as " + "\nunion all\n".join(selects))
+    target.execute(f"create or replace view {qualified(schema, 'tracks')} as " + "\nunion all\n".join(selects))
 
 
 def _keep_filter(options: LoadOptions) -> tuple[str, list[object]]:

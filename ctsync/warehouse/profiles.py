@@ -22,6 +22,7 @@ from ctsync.warehouse import tables
 from ctsync.warehouse.events import ExactLines, IdentifierPriority
 from ctsync.warehouse.structure import discover, leaves
 from ctsync.warehouse.tables import Column
+from ctsync.warehouse.targets import Catalog, Target
 
 # Profile exports spell the identifiers their own way.
 PROFILE_KEYS = {"identity": "identity", "email": "Email", "phone": "Phone", "objectId": "clevertapId"}
@@ -161,7 +162,13 @@ def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines)
 
 
 def build_identifies(
-    con: duckdb.DuckDBPyConnection, *, priority: IdentifierPriority, received_at: str, identifies: str | None
+    con: duckdb.DuckDBPyConnection,
+    target: Target,
+    *,
+    schema: str,
+    priority: IdentifierPriority,
+    received_at: str,
+    has_identifies: bool,
 ) -> None:
     """``_ct_identifies``: one row per distinct valid profile record, with ``is_new``."""
 
@@ -171,14 +178,9 @@ def build_identifies(
 
     user_id = f"coalesce({', '.join(field(name) for name in priority.user_id)})"
     anonymous_id = field(priority.anonymous_id)
-    known = (
-        "select null::varchar as id where false"
-        if identifies is None
-        else f"select existing.id from {identifies} as existing"
-    )
     con.execute(
         f"""
-        create or replace temp table _ct_identifies as
+        create or replace temp table _ct_candidates as
         with hashed as (
             select rows.file_id, rows.line_no, rows.record, md5(cast(json(rows.record) as varchar)) as content_hash,
                 files.exported_at
@@ -189,36 +191,40 @@ def build_identifies(
         numbered as (
             select *, row_number() over (partition by file_id, content_hash order by line_no) as occurrence
             from hashed
-        ),
-        normalized as (
-            select
-                file_id,
-                line_no,
-                case when occurrence = 1 then content_hash
-                     else md5(content_hash || '#' || occurrence) end as id,
-                {user_id} as user_id,
-                {anonymous_id} as anonymous_id,
-                coalesce(exported_at, cast(? as timestamp with time zone)) as "timestamp",
-                cast(? as timestamp with time zone) as received_at,
-                record
-            from numbered
-            qualify row_number() over (partition by id order by file_id) = 1
-        ),
-        known as ({known})
-        select normalized.*, known.id is null as is_new
-        from normalized
-        left join known on known.id = normalized.id
+        )
+        select
+            file_id,
+            line_no,
+            case when occurrence = 1 then content_hash
+                 else md5(content_hash || '#' || occurrence) end as id,
+            {user_id} as user_id,
+            {anonymous_id} as anonymous_id,
+            coalesce(exported_at, cast(? as timestamp with time zone)) as "timestamp",
+            cast(? as timestamp with time zone) as received_at,
+            record
+        from numbered
+        qualify row_number() over (partition by id order by file_id) = 1
         """,
         [received_at, received_at],
     )
+    # The same profile in two exports has two export times: look its id up whatever the time.
+    target.known_ids(con, schema, ["identifies"] if has_identifies else [], time_bounded=False)
+    con.execute(
+        "create or replace temp table _ct_identifies as "
+        "select candidates.*, known.id is null as is_new "
+        "from _ct_candidates as candidates left join _ct_known as known using (id)"
+    )
 
 
-def write_identifies_and_users(con: duckdb.DuckDBPyConnection, schema: str) -> tuple[int, int]:
+def write_identifies_and_users(
+    con: duckdb.DuckDBPyConnection, target: Target, schema: str, received_at: str
+) -> tuple[int, int]:
     """Insert the new ``identifies`` rows and refresh the ``users`` rows they touch. Returns both counts."""
-    existing = tables.existing_columns(con, schema)
+    existing = target.columns(schema)
     tree = discover(con, "_ct_identifies", "record", where="is_new").get(None, {})
     inserted = tables.write_object_rows(
         con,
+        target,
         schema,
         "identifies",
         source="select * from _ct_identifies where is_new",
@@ -230,36 +236,33 @@ def write_identifies_and_users(con: duckdb.DuckDBPyConnection, schema: str) -> t
     )
     if not inserted:
         return 0, 0
-    return inserted, _refresh_users(con, schema, existing)
+    return inserted, _refresh_users(target, schema, existing, received_at)
 
 
-def _refresh_users(con: duckdb.DuckDBPyConnection, schema: str, existing: tables.Catalog) -> int:
+def _refresh_users(target: Target, schema: str, existing: Catalog, received_at: str) -> int:
+    """Recompute, from all of ``identifies``, the users whose records this load added."""
     standard = {column.name for column in STANDARD}
     traits = [(name, type_) for name, type_ in existing["identifies"].items() if name not in standard]
     wanted = [("id", "VARCHAR"), ("received_at", "TIMESTAMP WITH TIME ZONE"), ("uuid_ts", "TIMESTAMP WITH TIME ZONE")]
-    tables.ensure_table(con, schema, "users", wanted + traits, existing)
+    target.ensure_table(schema, "users", wanted + traits, existing)
     for name, type_ in traits:
         if existing["users"].get(name) != type_:
-            con.execute(f"alter table {qualified(schema, 'users')} alter column {quote_identifier(name)} type {type_}")
-            existing["users"][name] = type_
+            target.alter_type(schema, "users", name, type_, existing)
     users, identifies = qualified(schema, "users"), qualified(schema, "identifies")
-    order = '[epoch_us("timestamp"), epoch_us(received_at)]'
-    latest = ", ".join(
-        f"arg_max({quote_identifier(name)}, {order}) filter (where {quote_identifier(name)} is not null)"
-        for name, _ in traits
+    touched = (
+        f"select distinct user_id from {identifies} "
+        "where received_at = cast(? as timestamp with time zone) and user_id is not null"
     )
-    con.execute(
-        "create or replace temp table _ct_touched_users as "
-        "select distinct user_id from _ct_identifies where is_new and user_id is not null"
-    )
-    con.execute(f"delete from {users} where id in (select user_id from _ct_touched_users)")
-    rows = con.execute(
+    latest = "".join(", " + target.latest_value_sql(name) for name, _ in traits)
+    target.execute(f"delete from {users} where id in ({touched})", [received_at])
+    target.execute(
         f"""
         insert into {users} ({", ".join(quote_identifier(name) for name, _ in wanted + traits)})
-        select user_id, max(received_at), max(received_at){", " + latest if latest else ""}
+        select user_id, max(received_at), max(received_at){latest}
         from {identifies}
-        where user_id in (select user_id from _ct_touched_users)
+        where user_id in ({touched})
         group by user_id
-        """
-    ).fetchall()
-    return int(rows[0][0])
+        """,
+        [received_at],
+    )
+    return int(target.execute(f"select count(*) from ({touched}) as touched", [received_at])[0][0])

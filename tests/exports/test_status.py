@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -11,7 +9,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
 from ctsync.errors import CtsyncError
 from ctsync.exports.jobs import ExportJob
@@ -22,7 +19,7 @@ from ctsync.exports.status import (
     RunCounts,
     RunStatus,
 )
-from ctsync.warehouse.connection import parse_warehouse
+from tests.postgres import fresh_database
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -49,19 +46,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ExportStor
     if request.param == "duckdb":
         yield ExportStore.open(str(tmp_path / "warehouse.duckdb"))
         return
-    server = os.environ.get("CTSYNC_TEST_POSTGRES_URL")
-    if not server:
-        pytest.skip("set CTSYNC_TEST_POSTGRES_URL to run the export state tests on PostgreSQL")
-    database = f"ctsync_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(parse_warehouse(server).sqlalchemy_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'create database "{database}"'))
-    try:
-        yield ExportStore.open(sa.make_url(server).set(database=database).render_as_string(hide_password=False))
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'drop database if exists "{database}" with (force)'))
-        admin.dispose()
+    with fresh_database() as url:
+        yield ExportStore.open(url)
 
 
 def complete_run(store: ExportStore, name: str, at: datetime, status: RunStatus = RunStatus.SUCCEEDED) -> ExportStatus:

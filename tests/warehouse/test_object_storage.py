@@ -15,7 +15,8 @@ import pytest
 
 from ctsync.exports.sample import write_sample_export
 from ctsync.warehouse.loader import LoadOptions, load_export_files
-from tests.warehouse.test_loader import SCHEMA, count_lines_by_event, query
+from tests.warehouse.conftest import query
+from tests.warehouse.test_loader import SCHEMA, count_lines_by_event
 
 BUCKET = "clevertap-exports"
 

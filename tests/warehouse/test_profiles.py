@@ -9,7 +9,8 @@ from typing import Any
 from ctsync.exports.files import FileKind
 from ctsync.warehouse.loader import LoadOptions, load_export_files
 from tests.conftest import event, write_export
-from tests.warehouse.test_loader import SCHEMA, columns, query
+from tests.warehouse.conftest import columns, query
+from tests.warehouse.test_loader import SCHEMA
 
 OPTIONS = LoadOptions(nickname="CleverTap_Prod")
 
