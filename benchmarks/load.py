@@ -1,11 +1,12 @@
 """Load benchmark: ctsync's loader against a bare DuckDB read_json of the same files.
 
-    python benchmarks/load.py --events 1000000 [--repeat 3] [--warehouse-kind duckdb]
+    python benchmarks/load.py --events 1000000 [--repeat 3] [--postgres postgresql://user@host/db]
 
 Generates the export once (cached under benchmarks/data/), then alternates, ``--repeat`` times:
 a bare ``create table t as select * from read_json(files, format='newline_delimited')`` into a
-fresh DuckDB file, and ``load_export_files`` into a fresh DuckDB file. Each measurement runs in
-its own process, so its peak RSS is its own. Prints medians and the ratio of the medians.
+fresh DuckDB file, and ``load_export_files`` into a fresh DuckDB file, and (with ``--postgres``,
+or CTSYNC_TEST_POSTGRES_URL) into a fresh PostgreSQL database on that server. Each measurement
+runs in its own process, so its peak RSS is its own. Prints medians and the ratio of the medians.
 Targets on a 2-core machine: >= 150k events/s at 1M events, <= 1.5x the bare read, peak RSS
 <= 2 GiB at 10M events.
 """
@@ -85,7 +86,16 @@ def uncompressed_bytes(folder: Path) -> int:
 def worker(kind: str, folder: str, warehouse: str) -> None:
     """One measurement, in its own process; prints JSON with seconds, rows and peak RSS."""
     started = time.perf_counter()
-    if kind == "bare":
+    if kind == "postgres":
+        from ctsync.warehouse.loader import LoadOptions, load_export_files
+
+        summary = load_export_files(
+            [folder], LoadOptions(nickname="CleverTap_Prod", timezone="Asia/Kolkata"), warehouse=warehouse
+        )
+        if summary.failed:
+            raise SystemExit(f"load failed: {summary.failed[0].error}")
+        rows = summary.total("rows_inserted")
+    elif kind == "bare":
         import duckdb
 
         con = duckdb.connect(warehouse)
@@ -118,7 +128,10 @@ def worker(kind: str, folder: str, warehouse: str) -> None:
     )
 
 
-def measure(kind: str, folder: Path) -> dict[str, float]:
+def measure(kind: str, folder: Path, postgres: str | None = None) -> dict[str, float]:
+    if kind == "postgres":
+        assert postgres is not None
+        return _measure_postgres(folder, postgres)
     workdir = tempfile.mkdtemp(prefix="ctsync-bench-")
     try:
         warehouse = os.path.join(workdir, "bench.duckdb")
@@ -133,10 +146,42 @@ def measure(kind: str, folder: Path) -> dict[str, float]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _measure_postgres(folder: Path, server: str) -> dict[str, float]:
+    """One load into a fresh database on ``server``, dropped afterwards."""
+    import uuid
+
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    name = f"ctsync_bench_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(server)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'create database "{name}"')
+    try:
+        url = make_url(server).set(database=name).render_as_string(hide_password=False)
+        output = subprocess.run(
+            [sys.executable, __file__, "--worker", "postgres", str(folder), url],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return dict(json.loads(output.strip().splitlines()[-1]))
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'drop database if exists "{name}" with (force)')
+        admin.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("CTSYNC_TEST_POSTGRES_URL"),
+        help="a PostgreSQL server to also load into (default: CTSYNC_TEST_POSTGRES_URL)",
+    )
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "FOLDER", "WAREHOUSE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.repeat < 1:
@@ -150,10 +195,13 @@ def main() -> None:
     raw = uncompressed_bytes(folder)
     files = len(list(folder.glob("*.json.gz")))
     print(f"input: {events:,} events in {files} files, {compressed / 1e6:.0f} MB gzip, {raw / 1e6:.0f} MB JSON")
-    bare, ours = [], []
+    bare, ours, pg = [], [], []
     for run in range(args.repeat):
         bare.append(measure("bare", folder))
         ours.append(measure("ctsync", folder))
+        if args.postgres:
+            pg.append(measure("postgres", folder, args.postgres))
+            print(f"run {run + 1}: ctsync load into PostgreSQL {pg[-1]['seconds']:.2f} s ({pg[-1]['rows']:,} rows)")
         print(
             f"run {run + 1}: bare read_json {bare[-1]['seconds']:.2f} s ({bare[-1]['cpu_seconds']:.1f} CPU s) | "
             f"ctsync load {ours[-1]['seconds']:.2f} s ({ours[-1]['cpu_seconds']:.1f} CPU s, {ours[-1]['rows']:,} rows, "
@@ -168,6 +216,14 @@ def main() -> None:
         f"{raw / 1e6 / ours_s:.0f} MB/s JSON ({compressed / 1e6 / ours_s:.1f} MB/s gzip)   peak RSS {rss:.0f} MiB"
     )
     print(f"bare read_json   median {bare_s:.2f} s   {events / bare_s:,.0f} events/s")
+    if pg:
+        pg_s = statistics.median(m["seconds"] for m in pg)
+        print(
+            f"ctsync load into PostgreSQL  median {pg_s:.2f} s   {events / pg_s:,.0f} events/s   "
+            f"peak RSS {max(m['peak_rss_mib'] for m in pg):.0f} MiB (loader process)"
+        )
+    else:
+        print("PostgreSQL: not measured (pass --postgres URL or set CTSYNC_TEST_POSTGRES_URL)")
     bare_cpu = statistics.median(m["cpu_seconds"] for m in bare)
     ours_cpu = statistics.median(m["cpu_seconds"] for m in ours)
     print(f"ratio ctsync / bare: {ours_s / bare_s:.2f}x wall time, {ours_cpu / bare_cpu:.2f}x CPU time")
