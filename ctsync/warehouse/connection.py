@@ -63,6 +63,9 @@ one thread. Event tables get many inserts smaller than DuckDB's default 122,880 
 
 ATTACHED_AS = "ctsync_warehouse"
 
+DUCKDB_MEMORY_LIMIT = "1536MB"
+"""Past this DuckDB spills to disk, so a load's memory stays bounded whatever its size."""
+
 
 def connect_duckdb(
     path: str, *, read_only: bool = False, row_group_size: int | None = None
@@ -90,5 +93,12 @@ def connect_duckdb(
                 "wait for it to finish: run load, dbt build and sync one after another"
             ) from exc
         raise CtsyncError(f"cannot open the warehouse {path}: {exc}") from exc
-    con.execute("set TimeZone = 'UTC'")
+    configure_session(con)
     return con
+
+
+def configure_session(con: duckdb.DuckDBPyConnection) -> None:
+    """UTC, no DuckDB progress bar on the terminal (ctsync draws its own), bounded memory."""
+    con.execute("set TimeZone = 'UTC'")
+    con.execute("set enable_progress_bar = false")
+    con.execute(f"set memory_limit = '{DUCKDB_MEMORY_LIMIT}'")

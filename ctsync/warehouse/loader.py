@@ -37,7 +37,13 @@ from ctsync.exports.files import (
 from ctsync.naming import qualified, quote_identifier, schema_name
 from ctsync.warehouse import bookkeeping, events, profiles, tables
 from ctsync.warehouse.bookkeeping import FileCounts
-from ctsync.warehouse.connection import LOADER_ROW_GROUP_SIZE, WarehouseTarget, connect_duckdb, parse_warehouse
+from ctsync.warehouse.connection import (
+    LOADER_ROW_GROUP_SIZE,
+    WarehouseTarget,
+    configure_session,
+    connect_duckdb,
+    parse_warehouse,
+)
 from ctsync.warehouse.events import IdentifierPriority, StagedFile
 from ctsync.warehouse.structure import Node, discover, leaves, merge_trees
 from ctsync.warehouse.tables import Column
@@ -167,7 +173,7 @@ def _open(where: WarehouseTarget, schema: str) -> tuple[duckdb.DuckDBPyConnectio
     if where.kind == "postgres":
         target: Target = PostgresTarget(where.location)
         duck = duckdb.connect()
-        duck.execute("set TimeZone = 'UTC'")
+        configure_session(duck)
         return duck, target
     if Path(where.location).stem == schema:
         raise CtsyncError(
