@@ -1,0 +1,28 @@
+"""Engage sync: diff memberships and computed traits against what each destination confirmed,
+store the Identify calls in an outbox, send them, and confirm only what was acknowledged."""
+
+from ctsync.engage.diff import ENGAGE_SCHEMA, DiffCounts, compute_changes
+from ctsync.engage.payloads import DEFAULT_SPACE_ID, computation_id, identify_payload
+from ctsync.engage.sync import (
+    ChangePreview,
+    StatusReport,
+    SyncSummary,
+    open_destination,
+    recent_status,
+    sync_destination,
+)
+
+__all__ = [
+    "DEFAULT_SPACE_ID",
+    "ENGAGE_SCHEMA",
+    "ChangePreview",
+    "DiffCounts",
+    "StatusReport",
+    "SyncSummary",
+    "computation_id",
+    "compute_changes",
+    "identify_payload",
+    "open_destination",
+    "recent_status",
+    "sync_destination",
+]

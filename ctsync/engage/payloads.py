@@ -1,0 +1,124 @@
+"""Identify payloads as Engage sends them, built in SQL for the outbox (and in Python as a reference).
+
+    {"type": "identify", "userId": "u1", "anonymousId": "a1",
+     "traits": {"first_time_shopper": true},
+     "context": {"personas": {"computation_class": "audience", "computation_id": "aud_…",
+                              "computation_key": "first_time_shopper",
+                              "namespace": "spa_ctsync", "space_id": "spa_ctsync"},
+                 "library": {"name": "ctsync", "version": "0.1.0"}},
+     "messageId": "personas_…", "timestamp": "2024-05-03T19:42:50.066Z"}
+
+``userId`` and ``anonymousId`` are left out when unknown. The SQL builder and
+:func:`identify_payload` produce the same text, key order included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import orjson
+
+from ctsync.engage.state import Dialect
+from ctsync.errors import CtsyncError
+
+DEFAULT_SPACE_ID = "spa_ctsync"
+SPACE_ID_ENV = "CTSYNC_SPACE_ID"
+LIBRARY_NAME = "ctsync"
+try:
+    LIBRARY_VERSION = version("ctsync")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    LIBRARY_VERSION = "unknown"
+COMPUTATION_ID_PREFIX = {"audience": "aud_", "trait": "tra_"}
+
+_SPACE_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+
+
+def space_id_from(environ: Mapping[str, str], explicit: str | None = None) -> str:
+    """The Engage space id for ``context.personas``: explicit, else ``CTSYNC_SPACE_ID``, else ``spa_ctsync``."""
+    value = (explicit if explicit is not None else environ.get(SPACE_ID_ENV, "")).strip() or DEFAULT_SPACE_ID
+    if not _SPACE_ID.fullmatch(value):
+        raise CtsyncError(f"{SPACE_ID_ENV} must be letters, digits, _ or - (at most 64), such as spa_ctsync")
+    return value
+
+
+def computation_id(computation_class: str, key: str) -> str:
+    """``aud_…`` / ``tra_…``: deterministic from the key, so it is the same on every run and machine."""
+    return COMPUTATION_ID_PREFIX[computation_class] + hashlib.md5(key.encode()).hexdigest()[:24]
+
+
+def iso_timestamp(moment: datetime) -> str:
+    """ISO-8601 in UTC with milliseconds and ``Z``, as Engage writes it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def identify_payload(
+    *,
+    computation_class: str,
+    computation_key: str,
+    value: Any,
+    user_id: str | None,
+    anonymous_id: str | None,
+    message_id: str,
+    timestamp: str,
+    space_id: str = DEFAULT_SPACE_ID,
+) -> dict[str, Any]:
+    """The Identify payload for one change (Python reference of :func:`payload_sql`)."""
+    payload: dict[str, Any] = {"type": "identify"}
+    if user_id is not None:
+        payload["userId"] = user_id
+    if anonymous_id is not None:
+        payload["anonymousId"] = anonymous_id
+    payload["traits"] = {computation_key: value}
+    payload["context"] = {
+        "personas": {
+            "computation_class": computation_class,
+            "computation_id": computation_id(computation_class, computation_key),
+            "computation_key": computation_key,
+            "namespace": space_id,
+            "space_id": space_id,
+        },
+        "library": {"name": LIBRARY_NAME, "version": LIBRARY_VERSION},
+    }
+    payload["messageId"] = message_id
+    payload["timestamp"] = timestamp
+    return payload
+
+
+def payload_sql(dialect: Dialect, row: str) -> str:
+    """SQL building the payload text from ``row``'s columns.
+
+    ``row`` is the alias of a relation with computation_class, computation_key, user_id,
+    anonymous_id, value (JSON text) and message_id. Binds: ``space_id_json``,
+    ``library_json`` (set by the caller from :func:`payload_constants`) and ``timestamp_json``.
+    """
+    j = dialect.json_string
+    audience_id = dialect.computation_id(COMPUTATION_ID_PREFIX["audience"], f"{row}.computation_key")
+    trait_id = dialect.computation_id(COMPUTATION_ID_PREFIX["trait"], f"{row}.computation_key")
+    computation = f"case when {row}.computation_class = 'audience' then {audience_id} else {trait_id} end"
+    return f"""(
+        '{{"type":"identify"'
+        || case when {row}.user_id is not null then ',"userId":' || {j(f"{row}.user_id")} else '' end
+        || case when {row}.anonymous_id is not null then ',"anonymousId":' || {j(f"{row}.anonymous_id")} else '' end
+        || ',"traits":{{' || {j(f"{row}.computation_key")} || ':' || {row}.value || '}}'
+        || ',"context":{{"personas":{{"computation_class":' || {j(f"{row}.computation_class")}
+        || ',"computation_id":' || {j(computation)}
+        || ',"computation_key":' || {j(f"{row}.computation_key")}
+        || ',"namespace":' || :space_id_json || ',"space_id":' || :space_id_json
+        || '}},"library":' || :library_json || '}}'
+        || ',"messageId":' || {j(f"{row}.message_id")}
+        || ',"timestamp":' || :timestamp_json || '}}'
+    )"""
+
+
+def payload_constants(space_id: str, timestamp: str) -> dict[str, str]:
+    """Bind parameters of :func:`payload_sql`, each already JSON-encoded."""
+    return {
+        "space_id_json": orjson.dumps(space_id).decode(),
+        "library_json": orjson.dumps({"name": LIBRARY_NAME, "version": LIBRARY_VERSION}).decode(),
+        "timestamp_json": orjson.dumps(timestamp).decode(),
+    }

@@ -1,0 +1,822 @@
+"""One sync run: diff against confirmed state, fill the outbox, send, confirm what was acknowledged.
+
+    lock -> diff + outbox (one transaction) -> for each chunk of pending messages:
+        mark handed over (commit) -> destination.deliver -> per request: results + confirmed state (commit)
+
+A crash anywhere leaves every unconfirmed message ``pending`` (or, if the data changed meanwhile,
+``superseded`` but remembered as possibly delivered); the next run sends them again with the
+same messageId. Confirmed state only ever moves on an acknowledgement.
+
+Test hook: ``CTSYNC_TEST_CRASH_AT=<checkpoint>[:<n>]`` makes the process exit at once
+(``os._exit(86)``, no cleanup, like a kill) the n-th time (default 1st) it reaches the
+checkpoint: ``outbox_committed``, ``chunk_handed``, ``response_received`` (a request's results
+are in memory, not yet committed) or ``results_committed``. Only the crash-safety tests set it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+
+from ctsync.destinations.base import DeliveryResult, DeliveryStatus, Destination
+from ctsync.destinations.config import SecretResolver, build_destination
+from ctsync.engage.diff import CHANGES, ENGAGE_SCHEMA, DiffCounts, check_inputs, compute_changes
+from ctsync.engage.outbox import (
+    PendingChunk,
+    count_pending,
+    mark_handed,
+    outbound_messages,
+    read_pending,
+    reconcile_outbox,
+    record_results,
+)
+from ctsync.engage.payloads import iso_timestamp, space_id_from
+from ctsync.engage.state import (
+    LOCKS,
+    OUTBOX,
+    RUNS,
+    Dialect,
+    acquire_lock,
+    connect,
+    create_state_tables,
+    heartbeat,
+    now,
+    release_lock,
+    sync_runs,
+)
+from ctsync.errors import CtsyncError
+from ctsync.warehouse.connection import parse_warehouse
+from ctsync.warehouse.state import STATE_SCHEMA, state_engine
+
+logger = logging.getLogger(__name__)
+
+CRASH_HOOK_ENV = "CTSYNC_TEST_CRASH_AT"
+CRASH_EXIT_CODE = 86
+CHECKPOINTS = ("outbox_committed", "chunk_handed", "response_received", "results_committed")
+DEFAULT_CONFIG = "ctsync.yml"
+DEFAULT_CHUNK_SIZE = 25_000
+DEFAULT_COMMIT_LIMIT = 10_000
+"""At most this many results share one transaction."""
+HEARTBEAT_SECONDS = 5.0
+
+Progress = Callable[[str, int, int], None]
+"""``progress(phase, done, total)``: phase ``diff`` (0, 0) when the diff starts, then ``send``."""
+
+
+@dataclass(frozen=True)
+class ChangePreview:
+    change: str
+    computation_class: str
+    computation_key: str
+    user_id: str | None
+    anonymous_id: str | None
+    value: str
+    resend: bool
+    """An earlier message is sent again (same messageId) rather than a new one."""
+
+
+@dataclass
+class SyncSummary:
+    run_id: str
+    destination: str
+    destination_kind: str
+    dry_run: bool
+    status: str = "running"
+    """``succeeded``; ``incomplete`` when something was rejected or is still pending; ``failed``."""
+    entered: int = 0
+    exited: int = 0
+    traits_changed: int = 0
+    sent: int = 0
+    rejected: int = 0
+    retried: int = 0
+    failed: int = 0
+    superseded: int = 0
+    pending: int = 0
+    """Messages still unconfirmed after the run (retried by the next one)."""
+    retired_audiences: list[str] = field(default_factory=list)
+    retired_traits: list[str] = field(default_factory=list)
+    diff_seconds: float = 0.0
+    """Diff plus outbox write."""
+    send_seconds: float = 0.0
+    rejections: list[tuple[str | None, str | None, int]] = field(default_factory=list)
+    """The most frequent (code, reason, count) of rejected and failed messages."""
+    preview: list[ChangePreview] = field(default_factory=list)
+    """Dry runs: a sample of what would be sent."""
+    stopped_early: str | None = None
+    """Why sending stopped before every pending message was tried, if it did."""
+
+    @property
+    def changes(self) -> int:
+        return self.entered + self.exited + self.traits_changed
+
+    @property
+    def send_rate(self) -> float:
+        return self.sent / self.send_seconds if self.send_seconds > 0 else 0.0
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def destination_settings(
+    name: str, config_path: str | os.PathLike[str] | None, environ: Mapping[str, str]
+) -> Mapping[str, Any] | None:
+    """The ``destinations.<name>`` entry of the settings file, or None (configure from the environment).
+
+    The file is ``config_path``, else ``CTSYNC_CONFIG``, else ``ctsync.yml``; only a file named
+    explicitly must exist.
+    """
+    named = config_path if config_path is not None else environ.get("CTSYNC_CONFIG") or None
+    path = Path(named if named is not None else DEFAULT_CONFIG)
+    if not path.is_file():
+        if named is not None:
+            raise CtsyncError(f"the settings file {path} does not exist")
+        return None
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise CtsyncError(f"cannot read the settings file {path}: {exc}") from None
+    if not isinstance(document, dict):
+        raise CtsyncError(f"{path}: the settings file must be a mapping with a destinations: section")
+    destinations = document.get("destinations") or {}
+    if not isinstance(destinations, dict):
+        raise CtsyncError(f"{path}: destinations: must map destination names to their settings")
+    entry = destinations.get(name)
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise CtsyncError(f"{path}: destinations.{name} must be a mapping (type: clevertap|segment|jsonl, ...)")
+    return entry
+
+
+def open_destination(
+    name: str,
+    *,
+    config_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    secret_resolver: SecretResolver | None = None,
+) -> Destination:
+    """The destination called ``name``: from the settings file, else from the environment alone."""
+    env = os.environ if environ is None else environ
+    return build_destination(name, destination_settings(name, config_path, env), env, secret_resolver)
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def sync_destination(
+    destination_name: str,
+    *,
+    warehouse: str,
+    config_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    destination: Destination | None = None,
+    secret_resolver: SecretResolver | None = None,
+    wait_seconds: float = 10.0,
+    space_id: str | None = None,
+    engage_schema: str = ENGAGE_SCHEMA,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    preview_limit: int = 20,
+) -> SyncSummary:
+    """Sync the current audiences and computed traits to one destination.
+
+    ``destination`` replaces the one built from the settings (tests, embedding). A second sync
+    of the same destination (or, on DuckDB, any other writer of the file) waits up to
+    ``wait_seconds`` and then raises CtsyncError. A dry run computes the diff and a preview,
+    records the run as a dry run, and sends and stores nothing else.
+    """
+    env = os.environ if environ is None else environ
+    if chunk_size < 1:
+        raise CtsyncError("chunk_size must be at least 1")
+    target = parse_warehouse(warehouse)
+    if target.kind == "duckdb" and not Path(target.location).is_file():
+        raise CtsyncError(f"no warehouse at {target.location}: load data and run `dbt build` first")
+    run = _Run(
+        destination_name=destination_name,
+        space_id=space_id_from(env, space_id),
+        engage_schema=engage_schema,
+        chunk_size=chunk_size,
+        preview_limit=preview_limit,
+        progress=progress,
+        crash=_CrashHook.from_environ(env),
+    )
+    owned = destination is None
+    dest = (
+        destination
+        if destination is not None
+        else open_destination(destination_name, config_path=config_path, environ=env, secret_resolver=secret_resolver)
+    )
+    try:
+        engine = state_engine(target)
+        try:
+            conn = connect(engine, wait_seconds=wait_seconds)
+            try:
+                return run.execute(conn, dest, dry_run=dry_run, wait_seconds=wait_seconds)
+            finally:
+                conn.close()
+        finally:
+            engine.dispose()
+    finally:
+        if owned:
+            dest.close()
+
+
+class _CrashHook:
+    """Test hook: exit the process abruptly at a named checkpoint (see the module docstring)."""
+
+    def __init__(self, checkpoint: str | None, nth: int) -> None:
+        self.checkpoint = checkpoint
+        self.nth = nth
+        self.seen = 0
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> _CrashHook:
+        spec = environ.get(CRASH_HOOK_ENV, "").strip()
+        if not spec:
+            return cls(None, 0)
+        name, _, count = spec.partition(":")
+        if name not in CHECKPOINTS or (count and not count.isdigit()):
+            raise CtsyncError(f"{CRASH_HOOK_ENV} must be one of {', '.join(CHECKPOINTS)}, optionally with :<n>")
+        return cls(name, int(count) if count else 1)
+
+    def reached(self, checkpoint: str) -> None:
+        if checkpoint != self.checkpoint:
+            return
+        self.seen += 1
+        if self.seen >= self.nth:
+            logging.shutdown()
+            os._exit(CRASH_EXIT_CODE)
+
+
+@dataclass
+class _Run:
+    destination_name: str
+    space_id: str
+    engage_schema: str
+    chunk_size: int
+    preview_limit: int
+    progress: Progress | None
+    crash: _CrashHook
+    commit_limit: int = DEFAULT_COMMIT_LIMIT
+    run_id: str = ""
+    _last_heartbeat: float = 0.0
+    _problems: Counter[tuple[str | None, str | None]] = field(default_factory=Counter)
+
+    def execute(self, conn: sa.Connection, dest: Destination, *, dry_run: bool, wait_seconds: float) -> SyncSummary:
+        started = now()
+        self.run_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        summary = SyncSummary(self.run_id, self.destination_name, dest.kind, dry_run)
+        dialect = Dialect.of(conn)
+        with conn.begin():
+            create_state_tables(conn)
+        with conn.begin():
+            check_inputs(conn, self.engage_schema)
+        if dry_run:
+            self._dry_run(conn, dialect, summary, started)
+            return summary
+        acquire_lock(conn, self.destination_name, self.run_id, wait_seconds=wait_seconds)
+        try:
+            self._start(conn, summary, started)
+            try:
+                self._diff(conn, dialect, summary, started)
+                self.crash.reached("outbox_committed")
+                self._send(conn, dialect, dest, summary)
+                with conn.begin():
+                    summary.pending = count_pending(conn, self.destination_name)
+                summary.status = (
+                    "succeeded"
+                    if summary.pending == 0 and summary.rejected == 0 and not summary.stopped_early
+                    else "incomplete"
+                )
+                self._finish(conn, summary, error=None)
+            except BaseException as exc:
+                summary.status = "failed"
+                self._abandon(conn, summary, exc)
+                raise
+        finally:
+            try:
+                release_lock(conn, self.destination_name, self.run_id)
+            except sa.exc.SQLAlchemyError:
+                logger.warning("could not release the sync lock of %s; the next run takes it over", self.run_id)
+        summary.rejections = self._top_problems()
+        return summary
+
+    # -- phases ---------------------------------------------------------------------------
+
+    def _start(self, conn: sa.Connection, summary: SyncSummary, started: datetime) -> None:
+        with conn.begin():
+            interrupted = conn.execute(
+                sa.update(sync_runs)
+                .where(
+                    sync_runs.c.destination == self.destination_name,
+                    sync_runs.c.status == "running",
+                    sync_runs.c.run_id != self.run_id,
+                )
+                .values(
+                    status="interrupted",
+                    finished_at=started,
+                    error="the process stopped before the run finished; its unconfirmed messages are resent",
+                )
+            ).rowcount
+            conn.execute(
+                sa.insert(sync_runs).values(
+                    run_id=self.run_id,
+                    destination=self.destination_name,
+                    destination_kind=summary.destination_kind,
+                    started_at=started,
+                    status="running",
+                    dry_run=False,
+                    **{name: 0 for name in _COUNTERS},
+                )
+            )
+        if interrupted:
+            logger.warning("%s: %d earlier run(s) had been interrupted", self.destination_name, interrupted)
+
+    def _diff(self, conn: sa.Connection, dialect: Dialect, summary: SyncSummary, started: datetime) -> None:
+        self._report("diff", 0, 0)
+        clock = time.perf_counter()
+        with conn.begin():
+            counts = compute_changes(conn, dialect, self.destination_name, self.engage_schema)
+            reconciled = reconcile_outbox(
+                conn,
+                dialect,
+                destination=self.destination_name,
+                run_id=self.run_id,
+                space_id=self.space_id,
+                timestamp=iso_timestamp(started),
+                at=now(),
+            )
+            conn.execute(sa.text(f"drop table if exists {CHANGES}"))
+            _apply_counts(summary, counts)
+            summary.superseded = reconciled.superseded
+            self._save_counts(conn, summary)
+        summary.diff_seconds = time.perf_counter() - clock
+        logger.info(
+            "%s: %d entered, %d exited, %d traits changed (%d resent with their messageId, %d superseded) in %.2f s",
+            self.destination_name,
+            summary.entered,
+            summary.exited,
+            summary.traits_changed,
+            reconciled.reused,
+            reconciled.superseded,
+            summary.diff_seconds,
+        )
+
+    def _dry_run(self, conn: sa.Connection, dialect: Dialect, summary: SyncSummary, started: datetime) -> None:
+        self._report("diff", 0, 0)
+        clock = time.perf_counter()
+        transaction = conn.begin()
+        try:
+            counts = compute_changes(conn, dialect, self.destination_name, self.engage_schema)
+            _apply_counts(summary, counts)
+            rows = conn.execute(
+                sa.text(
+                    f"""
+                    select change, computation_class, computation_key, user_id, anonymous_id, value,
+                           reuse_message_id is not null as resend
+                    from {CHANGES}
+                    order by change, computation_class, computation_key, person_id
+                    limit :limit
+                    """
+                ),
+                {"limit": self.preview_limit},
+            ).all()
+            summary.preview = [
+                ChangePreview(
+                    str(r.change),
+                    str(r.computation_class),
+                    str(r.computation_key),
+                    r.user_id,
+                    r.anonymous_id,
+                    str(r.value),
+                    bool(r.resend),
+                )
+                for r in rows
+            ]
+            summary.pending = int(
+                conn.execute(
+                    sa.text(f"select count(*) from {OUTBOX} where destination = :destination and status = 'pending'"),
+                    {"destination": self.destination_name},
+                ).scalar_one()
+            )
+        finally:
+            transaction.rollback()  # a dry run keeps nothing of the diff
+        summary.diff_seconds = time.perf_counter() - clock
+        summary.status = "succeeded"
+        with conn.begin():
+            conn.execute(
+                sa.insert(sync_runs).values(
+                    run_id=self.run_id,
+                    destination=self.destination_name,
+                    destination_kind=summary.destination_kind,
+                    started_at=started,
+                    finished_at=now(),
+                    status="succeeded",
+                    dry_run=True,
+                    **_counter_values(summary),
+                )
+            )
+
+    def _send(self, conn: sa.Connection, dialect: Dialect, dest: Destination, summary: SyncSummary) -> None:
+        clock = time.perf_counter()
+        with conn.begin():
+            total = count_pending(conn, self.destination_name)
+        done = 0
+        after = 0
+        self._report("send", 0, total)
+        while True:
+            with conn.begin():
+                chunk = read_pending(conn, self.destination_name, after_seq=after, limit=self.chunk_size)
+            if not chunk:
+                break
+            after = chunk.seqs[-1]
+            with conn.begin():
+                mark_handed(conn, self.destination_name, self.run_id, chunk.seqs[0], chunk.seqs[-1], now())
+            self.crash.reached("chunk_handed")
+            sent_before, failed_before = summary.sent, summary.failed
+            done = self._deliver_chunk(conn, dialect, dest, summary, chunk, done, total)
+            if summary.sent == sent_before and summary.failed > failed_before:
+                summary.stopped_early = (
+                    f"nothing in the last {len(chunk)} messages was acknowledged; the rest stay pending "
+                    "for the next run"
+                )
+                logger.warning("%s: %s", self.destination_name, summary.stopped_early)
+                break
+        summary.send_seconds = time.perf_counter() - clock
+
+    def _deliver_chunk(
+        self,
+        conn: sa.Connection,
+        dialect: Dialect,
+        dest: Destination,
+        summary: SyncSummary,
+        chunk: PendingChunk,
+        done: int,
+        total: int,
+    ) -> int:
+        seq_of = dict(zip(chunk.message_ids, chunk.seqs, strict=True))
+        handed_before = {mid for mid, handoffs in zip(chunk.message_ids, chunk.handoffs, strict=True) if handoffs}
+        messages, refused = outbound_messages(chunk)
+        pump = ResultPump(dest.deliver(messages), first=[refused] if refused else [])
+        try:
+            for arrived in pump.batches(max_results=self.commit_limit):
+                for _ in arrived:
+                    self.crash.reached("response_received")
+                results = [result for batch in arrived for result in batch]
+                with conn.begin():
+                    counts = record_results(
+                        conn, dialect, destination=self.destination_name, results=results, seq_of=seq_of, at=now()
+                    )
+                    summary.sent += counts.sent
+                    summary.rejected += counts.rejected
+                    summary.failed += counts.failed
+                    summary.retried += sum(1 for r in results if r.message_id in handed_before or r.attempts > 1)
+                    for r in results:
+                        if r.status is not DeliveryStatus.SENT:
+                            self._problems[(r.code, r.reason)] += 1
+                    if time.monotonic() - self._last_heartbeat > HEARTBEAT_SECONDS:
+                        heartbeat(conn, self.destination_name, self.run_id)
+                        self._save_counts(conn, summary)
+                        self._last_heartbeat = time.monotonic()
+                self.crash.reached("results_committed")
+                done += len(results)
+                self._report("send", done, total)
+        finally:
+            pump.stop()
+        return done
+
+    def _finish(self, conn: sa.Connection, summary: SyncSummary, *, error: str | None) -> None:
+        with conn.begin():
+            conn.execute(
+                sa.update(sync_runs)
+                .where(sync_runs.c.run_id == self.run_id)
+                .values(status=summary.status, finished_at=now(), error=error, **_counter_values(summary))
+            )
+        logger.info(
+            "%s: run %s %s: %d sent, %d rejected, %d failed, %d retried, %d pending",
+            self.destination_name,
+            self.run_id,
+            summary.status,
+            summary.sent,
+            summary.rejected,
+            summary.failed,
+            summary.retried,
+            summary.pending,
+        )
+
+    def _abandon(self, conn: sa.Connection, summary: SyncSummary, exc: BaseException) -> None:
+        """Record a run that stopped on an error; its unconfirmed messages stay pending."""
+        try:
+            if conn.in_transaction():
+                conn.rollback()
+            with conn.begin():
+                summary.pending = count_pending(conn, self.destination_name)
+            self._finish(conn, summary, error=f"{type(exc).__name__}: {exc}"[:2000])
+        except Exception:  # the original error matters more; the next run marks this one interrupted
+            logger.warning("could not record the failure of run %s", self.run_id, exc_info=True)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _save_counts(self, conn: sa.Connection, summary: SyncSummary) -> None:
+        conn.execute(sa.update(sync_runs).where(sync_runs.c.run_id == self.run_id).values(**_counter_values(summary)))
+
+    def _report(self, phase: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(phase, done, total)
+
+    def _top_problems(self, limit: int = 5) -> list[tuple[str | None, str | None, int]]:
+        return [(code, reason, count) for (code, reason), count in self._problems.most_common(limit)]
+
+
+_COUNTERS = (
+    "entered",
+    "exited",
+    "traits_changed",
+    "sent",
+    "rejected",
+    "retried",
+    "failed",
+    "superseded",
+    "pending",
+    "retired_audiences",
+    "retired_traits",
+)
+
+
+def _counter_values(summary: SyncSummary) -> dict[str, int]:
+    values = {name: getattr(summary, name) for name in _COUNTERS}
+    values["retired_audiences"] = len(summary.retired_audiences)
+    values["retired_traits"] = len(summary.retired_traits)
+    return values
+
+
+def _apply_counts(summary: SyncSummary, counts: DiffCounts) -> None:
+    summary.entered = counts.entered
+    summary.exited = counts.exited
+    summary.traits_changed = counts.traits_changed
+    summary.retired_audiences = counts.retired_audiences
+    summary.retired_traits = counts.retired_traits
+
+
+class ResultPump:
+    """Consumes a destination's results on a helper thread; the caller commits what has arrived.
+
+    Each request's results are committed atomically (outbox status and confirmed state in one
+    transaction). When several requests complete while a commit runs, the next transaction
+    takes all of them: one commit per request when results trickle in, fewer and larger
+    commits at full speed, and never a delay before an arrived result is committed.
+    """
+
+    def __init__(self, results: Iterator[list[DeliveryResult]], *, first: list[list[DeliveryResult]]) -> None:
+        self._results = results
+        self._queue: queue.SimpleQueue[list[DeliveryResult] | _End] = queue.SimpleQueue()
+        for batch in first:
+            self._queue.put(batch)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._consume, name="ctsync-results", daemon=True)
+        self._thread.start()
+
+    def _consume(self) -> None:
+        error: BaseException | None = None
+        try:
+            for batch in self._results:
+                self._queue.put(batch)
+                if self._stopping.is_set():
+                    break
+        except BaseException as exc:  # handed to the caller's thread
+            error = exc
+        finally:
+            close = getattr(self._results, "close", None)
+            if callable(close):
+                close()
+            self._queue.put(_End(error))
+
+    def batches(self, *, max_results: int) -> Iterator[list[list[DeliveryResult]]]:
+        """Lists of result lists: everything that has arrived, at most ``max_results`` results each."""
+        ended: _End | None = None
+        while ended is None:
+            item = self._queue.get()
+            arrived: list[list[DeliveryResult]] = []
+            count = 0
+            while True:
+                if isinstance(item, _End):
+                    ended = item
+                    break
+                arrived.append(item)
+                count += len(item)
+                if count >= max_results:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if arrived:
+                yield arrived
+        if ended.error is not None:
+            raise ended.error
+
+    def stop(self) -> None:
+        """Stop taking results (requests in flight finish) and wait for the helper thread."""
+        self._stopping.set()
+        while self._thread.is_alive():
+            try:  # keep the queue moving so the helper can finish
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+
+
+@dataclass(frozen=True)
+class _End:
+    error: BaseException | None
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadStatus:
+    schema: str
+    load_id: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    files: int
+    loaded: int
+    failed: int
+    interrupted: int
+    rows_inserted: int
+    rows_rejected: int
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    run_id: str
+    destination: str
+    destination_kind: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    dry_run: bool
+    entered: int
+    exited: int
+    traits_changed: int
+    sent: int
+    rejected: int
+    retried: int
+    failed: int
+    superseded: int
+    pending: int
+    retired_audiences: int
+    retired_traits: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    destination: str
+    pending: int
+    rejected: int
+    locked_by: str | None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    warehouse: str
+    loads: list[LoadStatus]
+    runs: list[RunStatus]
+    outbox: list[OutboxStatus]
+
+
+def recent_status(warehouse: str, *, limit: int = 10, wait_seconds: float = 5.0) -> StatusReport:
+    """Recent loads (from every source schema's ``_loads``), recent sync runs and what is waiting."""
+    target = parse_warehouse(warehouse)
+    if target.kind == "duckdb" and not Path(target.location).is_file():
+        raise CtsyncError(f"no warehouse at {target.location}: nothing has been loaded yet")
+    engine = state_engine(target)
+    try:
+        conn = connect(engine, wait_seconds=wait_seconds)
+        try:
+            with conn.begin():
+                return StatusReport(
+                    warehouse=target.describe(),
+                    loads=_recent_loads(conn, limit),
+                    runs=_recent_runs(conn, limit),
+                    outbox=_outbox_status(conn),
+                )
+        finally:
+            conn.close()
+    finally:
+        engine.dispose()
+
+
+def _tables(conn: sa.Connection, name: str) -> list[str]:
+    """Schemas that have a table called ``name``."""
+    rows = conn.execute(
+        sa.text("select distinct table_schema from information_schema.tables where table_name = :name order by 1"),
+        {"name": name},
+    ).all()
+    return [str(row[0]) for row in rows]
+
+
+def _recent_loads(conn: sa.Connection, limit: int) -> list[LoadStatus]:
+    loads: list[LoadStatus] = []
+    for schema in _tables(conn, "_loads"):
+        quoted = '"' + schema.replace('"', '""') + '"'
+        rows = conn.execute(
+            sa.text(
+                f"""
+                select load_id, min(started_at) as started_at, max(finished_at) as finished_at,
+                       count(*) as files,
+                       sum(case when status = 'loaded' then 1 else 0 end) as loaded,
+                       sum(case when status = 'failed' then 1 else 0 end) as failed,
+                       sum(case when status = 'interrupted' then 1 else 0 end) as interrupted,
+                       sum(coalesce(rows_inserted, 0)) as rows_inserted,
+                       sum(coalesce(rows_rejected, 0)) as rows_rejected
+                from {quoted}._loads
+                group by load_id
+                order by min(started_at) desc
+                limit :limit
+                """
+            ),
+            {"limit": limit},
+        ).all()
+        loads.extend(
+            LoadStatus(
+                schema,
+                str(r.load_id),
+                r.started_at,
+                r.finished_at,
+                int(r.files),
+                int(r.loaded or 0),
+                int(r.failed or 0),
+                int(r.interrupted or 0),
+                int(r.rows_inserted or 0),
+                int(r.rows_rejected or 0),
+            )
+            for r in rows
+        )
+    loads.sort(key=lambda load: _sort_key(load.started_at), reverse=True)
+    return loads[:limit]
+
+
+def _recent_runs(conn: sa.Connection, limit: int) -> list[RunStatus]:
+    if STATE_SCHEMA not in _tables(conn, "sync_runs"):
+        return []
+    rows = conn.execute(sa.select(sync_runs).order_by(sync_runs.c.started_at.desc()).limit(limit)).all()
+    return [RunStatus(**row._asdict()) for row in rows]
+
+
+def _outbox_status(conn: sa.Connection) -> list[OutboxStatus]:
+    if STATE_SCHEMA not in _tables(conn, "sync_outbox"):
+        return []
+    rows = conn.execute(
+        sa.text(
+            f"""
+            select o.destination,
+                   sum(case when o.status = 'pending' then 1 else 0 end) as pending,
+                   sum(case when o.status = 'rejected' then 1 else 0 end) as rejected,
+                   max(l.run_id) as locked_by
+            from {OUTBOX} as o
+            left join {LOCKS} as l on l.destination = o.destination
+            where o.status in ('pending', 'rejected')
+            group by o.destination
+            order by o.destination
+            """
+        )
+    ).all()
+    return [OutboxStatus(str(r.destination), int(r.pending), int(r.rejected), r.locked_by) for r in rows]
+
+
+def _sort_key(moment: datetime | None) -> float:
+    return moment.timestamp() if moment is not None else float("-inf")
+
+
+__all__ = [
+    "CHECKPOINTS",
+    "CRASH_EXIT_CODE",
+    "CRASH_HOOK_ENV",
+    "RUNS",
+    "ChangePreview",
+    "LoadStatus",
+    "OutboxStatus",
+    "RunStatus",
+    "StatusReport",
+    "SyncSummary",
+    "destination_settings",
+    "open_destination",
+    "recent_status",
+    "sync_destination",
+]

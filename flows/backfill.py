@@ -1,0 +1,39 @@
+"""A one-time backfill of an export over a date range (at most the last 60 days)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from prefect import flow, get_run_logger, task
+
+from ctsync.exports.backfill import BackfillResult, run_backfill
+from flows.artifacts import publish_counts
+from flows.load import retry_on_io
+
+
+@task(retries=3, retry_delay_seconds=[10, 60, 300], retry_condition_fn=retry_on_io)
+def backfill_task(export: str, start: date, end: date, config: str | None, warehouse: str | None) -> BackfillResult:
+    return run_backfill(export, start, end, config=config, warehouse=warehouse)
+
+
+@flow(name="backfill-clevertap-export")
+def backfill_clevertap_export(
+    export: str, start: date, end: date, config: str | None = None, warehouse: str | None = None
+) -> dict[str, int]:
+    """Load ``export``'s files for ``start``..``end`` (its local dates); a range CleverTap refuses fails."""
+    result = backfill_task(export, start, end, config, warehouse)
+    summary = result.summary
+    counts = {
+        "files loaded": summary.count("loaded"),
+        "files skipped": summary.count("skipped"),
+        "files failed": summary.count("failed"),
+        "rows": summary.total("rows_loaded"),
+        "new rows": summary.total("rows_inserted"),
+        "rejected": summary.total("rows_rejected"),
+        "outside the range": summary.total("rows_skipped"),
+    }
+    get_run_logger().info("backfill of %s from %s to %s: %s", export, *result.window, counts)
+    publish_counts(f"backfill-{export}", f"Backfill of {export} {result.window[0]}..{result.window[1]}", counts)
+    if summary.failed:
+        raise RuntimeError(f"{len(summary.failed)} file(s) failed: {summary.failed[0].error}")
+    return counts

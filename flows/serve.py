@@ -1,0 +1,34 @@
+"""Serve every deployment of prefect.yaml from this process (``python -m flows.serve``).
+
+With no PREFECT_API_URL set, Prefect starts a local server for the duration; set
+PREFECT_API_URL to serve against a Prefect server or Prefect Cloud instead.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from prefect import serve
+
+from ctsync.errors import CtsyncError
+from flows.deployments import check, read_prefect_yaml, recurring_exports, runner_deployments
+
+
+def main() -> int:
+    try:
+        specs = read_prefect_yaml()
+        problems = check(specs, recurring_exports())
+    except CtsyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if problems:
+        for problem in problems:
+            print(f"problem: {problem}", file=sys.stderr)
+        print("fix prefect.yaml (python -m flows.deployments write) before serving", file=sys.stderr)
+        return 1
+    serve(*runner_deployments(specs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""Sync audiences and computed traits to one destination as Identify calls."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.blocks.system import Secret
+
+from ctsync.engage.sync import SyncSummary, sync_destination
+from ctsync.settings import load_settings
+from flows.artifacts import publish_counts
+from flows.load import retry_on_io
+
+
+def read_secret_block(name: str) -> str:
+    """Destinations may name a Prefect Secret block (``write_key_secret: segment-write-key``)."""
+    value = Secret.load(name).get()
+    return str(value)
+
+
+@task(retries=2, retry_delay_seconds=[30, 120], retry_condition_fn=retry_on_io)
+def sync_task(destination: str, warehouse: str, config: str | None, dry_run: bool) -> SyncSummary:
+    return sync_destination(
+        destination, warehouse=warehouse, config_path=config, dry_run=dry_run, secret_resolver=read_secret_block
+    )
+
+
+@flow(name="sync-audiences")
+def sync_audiences(
+    destination: str, dry_run: bool = False, warehouse: str | None = None, config: str | None = None
+) -> dict[str, int]:
+    """Send Identify calls for what changed since the destination last confirmed it."""
+    logger = get_run_logger()
+    summary = sync_task(destination, warehouse or load_settings().warehouse, config, dry_run)
+    counts = {
+        "entered": summary.entered,
+        "exited": summary.exited,
+        "traits changed": summary.traits_changed,
+        "sent": summary.sent,
+        "rejected": summary.rejected,
+        "retried": summary.retried,
+        "failed": summary.failed,
+        "pending": summary.pending,
+    }
+    for name in summary.retired_audiences + summary.retired_traits:
+        logger.warning("%s is no longer computed: nothing is sent for it", name)
+    for code, reason, count in summary.rejections:
+        logger.warning("%s messages not accepted: %s %s", count, code or "", reason or "")
+    logger.info("sync to %s %s: %s", destination, summary.status, counts)
+    publish_counts(f"sync-{destination}", f"Sync to {destination}" + (" (dry run)" if dry_run else ""), counts)
+    return counts
+
+
+if __name__ == "__main__":
+    sync_audiences("jsonl")

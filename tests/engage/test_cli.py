@@ -1,0 +1,163 @@
+"""``ctsync sync`` and ``ctsync status`` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import typer
+from typer.testing import CliRunner, Result
+
+from ctsync.cli_sync import app, register
+from tests.engage.conftest import EngageData, segment_entry, sync_environment, users, write_config
+from tests.servers.segment import SegmentServer
+
+runner = CliRunner()
+
+
+def text(result: Result) -> str:
+    """The output with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+def test_register_mounts_both_commands() -> None:
+    main = typer.Typer()
+    register(main)
+    assert sorted(command.name or "" for command in main.registered_commands) == ["status", "sync"]
+
+
+def test_sync_to_a_jsonl_file_from_the_environment_alone(engage: EngageData, tmp_path: Path) -> None:
+    engage.audience("vip", users(1, 2))
+    engage.trait("ltv", {("u1", "a1"): 3})
+    out = tmp_path / "identify.jsonl"
+
+    result = runner.invoke(
+        app,
+        ["sync", "--destination", "jsonl", "--warehouse", str(engage.path)],
+        env=sync_environment(CTSYNC_JSONL_PATH=str(out)),
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "2 entered, 0 exited, 1 traits changed" in text(result)
+    assert "sent 3, rejected 0, retried 0, failed 0" in text(result)
+    assert "retired audiences: 0" in text(result)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(line["userId"] for line in lines) == ["u1", "u1", "u2"]
+
+
+def test_sync_a_destination_from_the_settings_file(
+    engage: EngageData, tmp_path: Path, segment_server: SegmentServer
+) -> None:
+    engage.audience("vip", users(1, 2, 3))
+    config = write_config(tmp_path, {"marketing": segment_entry(segment_server)})
+
+    result = runner.invoke(
+        app,
+        ["sync", "-d", "marketing", "--warehouse", str(engage.path), "--config", str(config)],
+        env=sync_environment(),
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "synced marketing (segment): 3 entered" in text(result)
+    assert len(segment_server.messages) == 3
+    assert "test-write-key" not in text(result)
+
+
+def test_dry_run_prints_the_changes_and_sends_nothing(
+    engage: EngageData, tmp_path: Path, segment_server: SegmentServer
+) -> None:
+    engage.audience("vip", users(1))
+    config = write_config(tmp_path, {"marketing": segment_entry(segment_server)})
+
+    result = runner.invoke(
+        app,
+        ["sync", "-d", "marketing", "--dry-run", "--warehouse", str(engage.path), "--config", str(config)],
+        env=sync_environment(),
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "would send marketing (segment): 1 entered" in text(result)
+    assert "audience:vip" in text(result)
+    assert "dry run: nothing was sent or stored" in text(result)
+    assert segment_server.requests == []
+
+
+def test_rejections_make_the_exit_status_1_and_are_listed(
+    engage: EngageData, tmp_path: Path, segment_server: SegmentServer
+) -> None:
+    engage.audience("vip", users(1))
+    config = write_config(tmp_path, {"marketing": segment_entry(segment_server)})
+    segment_server.fail_next(1, 400, body={"code": "invalid_request", "message": "bad batch"})
+
+    result = runner.invoke(
+        app,
+        ["sync", "-d", "marketing", "--warehouse", str(engage.path), "--config", str(config)],
+        env=sync_environment(),
+    )
+
+    assert result.exit_code == 1
+    assert "rejected 1" in text(result)
+    assert "HTTP 400: bad batch" in text(result)
+
+
+def test_configuration_errors_are_clear(engage: EngageData, tmp_path: Path) -> None:
+    unknown = runner.invoke(
+        app, ["sync", "-d", "nowhere", "--warehouse", str(engage.path)], env=sync_environment(), catch_exceptions=False
+    )
+    assert unknown.exit_code == 2
+    assert "no destination named 'nowhere'" in text(unknown)
+
+    missing = runner.invoke(
+        app,
+        ["sync", "-d", "x", "--warehouse", str(engage.path), "--config", str(tmp_path / "nope.yml")],
+        env=sync_environment(),
+    )
+    assert missing.exit_code == 2
+    assert "nope.yml does not exist" in text(missing)
+
+    no_key = runner.invoke(app, ["sync", "-d", "segment", "--warehouse", str(engage.path)], env=sync_environment())
+    assert no_key.exit_code == 2
+    assert "SEGMENT_WRITE_KEY" in text(no_key)
+
+
+def test_status_shows_recent_loads_and_sync_runs(engage: EngageData, tmp_path: Path) -> None:
+    engage.audience("vip", users(1, 2))
+    con = duckdb.connect(str(engage.path))
+    try:
+        con.execute("create schema clevertap_prod")
+        con.execute(
+            "create table clevertap_prod._loads (load_id varchar, file varchar, status varchar, rows_inserted bigint, "
+            "rows_rejected bigint, started_at timestamptz, finished_at timestamptz)"
+        )
+        con.execute(
+            "insert into clevertap_prod._loads values ('load-1', 'a.json.gz', 'loaded', 120, 2, now(), now()), "
+            "('load-1', 'b.json.gz', 'failed', 0, 0, now(), now())"
+        )
+    finally:
+        con.close()
+    env = sync_environment(CTSYNC_JSONL_PATH=str(tmp_path / "out.jsonl"))
+    assert runner.invoke(app, ["sync", "-d", "jsonl", "--warehouse", str(engage.path)], env=env).exit_code == 0
+
+    result = runner.invoke(app, ["status", "--warehouse", str(engage.path)], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert "recent loads" in text(result)
+    assert "clevertap_prod" in text(result)
+    assert "load-1" in text(result)
+    assert "120" in text(result)
+    assert "recent sync runs" in text(result)
+    assert "succeeded" in text(result)
+
+
+def test_status_on_a_warehouse_without_anything(tmp_path: Path) -> None:
+    path = tmp_path / "empty.duckdb"
+    duckdb.connect(str(path)).close()
+
+    result = runner.invoke(app, ["status", "--warehouse", str(path)], env=sync_environment())
+
+    assert result.exit_code == 0, result.output
+    assert "no loads yet" in text(result)
+    assert "no sync runs yet" in text(result)
+    missing = runner.invoke(app, ["status", "--warehouse", str(tmp_path / "nope.duckdb")], env=sync_environment())
+    assert missing.exit_code == 2
