@@ -142,25 +142,25 @@ def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> N
         )
 
 
-def dirty_files(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Files whose rows do not all validate (beyond the one header row a file may have)."""
-    rows = con.execute(
-        """
-        select rows.file_id
-        from _ct_rows as rows
-        join _ct_files as files using (file_id)
-        where rows.line_no is null
-        group by rows.file_id, files.header
-        having count(*) filter (where rows.reason is not null) <> case when files.header then 1 else 0 end
+def dirty_files(con: duckdb.DuckDBPyConnection, rows: str = "_ct_rows", files: str = "_ct_files") -> list[int]:
+    """Files whose fast-read rows do not all validate (beyond the one header row a file may have)."""
+    found = con.execute(
+        f"""
+        select staged.file_id
+        from {rows} as staged
+        join {files} as files using (file_id)
+        where staged.line_no is null
+        group by staged.file_id, files.header
+        having count(*) filter (where staged.reason is not null) <> case when files.header then 1 else 0 end
         """
     ).fetchall()
-    return [int(row[0]) for row in rows]
+    return [int(row[0]) for row in found]
 
 
-def drop_fast_header_rows(con: duckdb.DuckDBPyConnection) -> None:
+def drop_fast_header_rows(con: duckdb.DuckDBPyConnection, rows: str = "_ct_rows", files: str = "_ct_files") -> None:
     con.execute(
-        "delete from _ct_rows where line_no is null and reason is not null "
-        "and file_id in (select file_id from _ct_files where header)"
+        f"delete from {rows} where line_no is null and reason is not null "
+        f"and file_id in (select file_id from {files} where header)"
     )
 
 

@@ -413,6 +413,27 @@ _REJECTED_COLUMNS = (
 )
 
 
+def _reread_dirty_files(
+    duck: duckdb.DuckDBPyConnection,
+    todo: list[_Prepared],
+    counts: dict[int, FileCounts],
+    stage_exact: Callable[[duckdb.DuckDBPyConnection, int, events.ExactLines], None],
+    rows: str,
+    files: str,
+) -> None:
+    """Files with a line that did not validate are read again line by line, for exact reasons."""
+    dirty = set(events.dirty_files(duck, rows, files))
+    events.drop_fast_header_rows(duck, rows, files)
+    for item in todo:
+        file_id = item.staged.file_id
+        if file_id in dirty:
+            lines = events.split_lines(item.data, item.export_file.url, item.staged.header)
+            stage_exact(duck, file_id, lines)
+            counts[file_id].header_lines = lines.header_lines
+        else:
+            counts[file_id].header_lines = 1 if item.staged.header else 0
+
+
 def _stage_and_write_events(
     duck: duckdb.DuckDBPyConnection,
     target: Target,
@@ -426,16 +447,7 @@ def _stage_and_write_events(
 ) -> None:
     events.create_rows_table(duck)
     events.stage_fast(duck, [item.staged for item in todo])
-    dirty = set(events.dirty_files(duck))
-    events.drop_fast_header_rows(duck)
-    for item in todo:
-        file_id = item.staged.file_id
-        if file_id in dirty:
-            lines = events.split_lines(item.data, item.export_file.url, item.staged.header)
-            events.stage_exact(duck, file_id, lines)
-            counts[file_id].header_lines = lines.header_lines
-        else:
-            counts[file_id].header_lines = 1 if item.staged.header else 0
+    _reread_dirty_files(duck, todo, counts, events.stage_exact, "_ct_rows", "_ct_files")
     _count_and_quarantine(duck, target, "_ct_rows", todo, schema, load_id, counts, _keep_filter(options))
     names = events.register_event_names(duck)
     context = events.plan_context(duck, options.identifiers)
@@ -477,16 +489,7 @@ def _stage_and_write_profiles(
     ]
     profiles.create_rows_table(duck)
     profiles.stage_fast(duck, staged)
-    dirty = set(profiles.dirty_files(duck))
-    profiles.drop_fast_header_rows(duck)
-    for item in todo:
-        file_id = item.staged.file_id
-        if file_id in dirty:
-            lines = events.split_lines(item.data, item.export_file.url, item.staged.header)
-            profiles.stage_exact(duck, file_id, lines)
-            counts[file_id].header_lines = lines.header_lines
-        else:
-            counts[file_id].header_lines = 1 if item.staged.header else 0
+    _reread_dirty_files(duck, todo, counts, profiles.stage_exact, "_ct_profile_rows", "_ct_profile_files")
     _count_and_quarantine(duck, target, "_ct_profile_rows", todo, schema, load_id, counts)
     profiles.build_identifies(
         duck,

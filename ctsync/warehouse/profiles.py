@@ -104,27 +104,6 @@ def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[ProfileFile]) -> 
         )
 
 
-def dirty_files(con: duckdb.DuckDBPyConnection) -> list[int]:
-    rows = con.execute(
-        """
-        select rows.file_id
-        from _ct_profile_rows as rows
-        join _ct_profile_files as files using (file_id)
-        where rows.line_no is null
-        group by rows.file_id, files.header
-        having count(*) filter (where rows.reason is not null) <> case when files.header then 1 else 0 end
-        """
-    ).fetchall()
-    return [int(row[0]) for row in rows]
-
-
-def drop_fast_header_rows(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(
-        "delete from _ct_profile_rows where line_no is null and reason is not null "
-        "and file_id in (select file_id from _ct_profile_files where header)"
-    )
-
-
 def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines) -> None:
     con.execute("delete from _ct_profile_rows where file_id = ?", [file_id])
     table = pa.table(

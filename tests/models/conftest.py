@@ -134,90 +134,12 @@ def profile_export_time(path: Path) -> datetime:
     return datetime.fromtimestamp(int(path.name.split("-")[2]), tz=UTC)
 
 
-def ensure_profile_tables(warehouse: Path, export: Path) -> bool:
-    """Create ``identifies`` and ``users`` from the sample's profile file if the loader did not.
-
-    Same shape as the loader's profile tables (Segment's layout): one ``identifies`` row per
-    profile record, ``users`` with one row per user_id. Returns True if it had to create them.
-    """
-    con = duckdb.connect(str(warehouse))
-    try:
-        exists = con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = 'identifies'",
-            [SCHEMA],
-        ).fetchone()
-        if exists is not None and exists[0]:
-            return False
-        profile_file = next(p for p in export.iterdir() if p.name.endswith("-json.gz"))
-        exported_at = profile_export_time(profile_file)
-        rows = []
-        for number, line in enumerate(gzip.decompress(profile_file.read_bytes()).splitlines()):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            identity = record.get("identity")
-            rows.append(
-                (
-                    f"profile-{number}",
-                    identity or record.get("Email") or record.get("Phone"),
-                    record.get("clevertapId"),
-                    record.get("identity"),
-                    record.get("clevertapId"),
-                    json.dumps(record["all_identities"]) if "all_identities" in record else None,
-                    (record.get("device") or {}).get("token"),
-                    record.get("MSG-push"),
-                    record.get("MSG-email"),
-                    record.get("MSG-sms"),
-                    record.get("MSG-whatsapp"),
-                    record.get("Name"),
-                    record.get("Email"),
-                    record.get("Phone"),
-                    record.get("Gender"),
-                    record.get("DOB"),
-                    record.get("Photo"),
-                    record.get("Customer Type"),
-                )
-            )
-        con.execute("set TimeZone = 'UTC'")
-        con.execute(
-            f"""
-            create table {SCHEMA}.identifies (
-                id varchar, user_id varchar, anonymous_id varchar,
-                "timestamp" timestamp with time zone, original_timestamp timestamp with time zone,
-                received_at timestamp with time zone, uuid_ts timestamp with time zone,
-                identity varchar, clevertap_id varchar, all_identities varchar, device_token varchar,
-                msg_push boolean, msg_email boolean, msg_sms boolean, msg_whatsapp boolean,
-                name varchar, email varchar, phone varchar, gender varchar, dob varchar, photo varchar,
-                customer_type varchar
-            )
-            """
-        )
-        con.executemany(
-            f"insert into {SCHEMA}.identifies values (?, ?, ?, ?, ?, now(), now(), {', '.join(['?'] * 15)})",
-            [(*row[:3], exported_at, exported_at, *row[3:]) for row in rows],
-        )
-        con.execute(
-            f"""
-            create table {SCHEMA}.users as
-            select user_id as id, received_at, uuid_ts, identity, clevertap_id, all_identities, device_token,
-                msg_push, msg_email, msg_sms, msg_whatsapp, name, email, phone, gender, dob, photo, customer_type
-            from {SCHEMA}.identifies
-            where user_id is not null
-            qualify row_number() over (partition by user_id order by "timestamp" desc, id desc) = 1
-            """
-        )
-        return True
-    finally:
-        con.close()
-
-
 @dataclass
 class BuiltSample:
     export: Path
     warehouse: Path
     work: Path
     build: DbtRun
-    profiles_created_by_test: bool
 
 
 @pytest.fixture(scope="session")
@@ -231,10 +153,9 @@ def built_sample(tmp_path_factory: pytest.TempPathFactory) -> BuiltSample:
         [str(export)], LoadOptions(nickname=NICKNAME, timezone=TIMEZONE), warehouse=str(warehouse)
     )
     assert not summary.failed, [f.error for f in summary.failed]
-    created = ensure_profile_tables(warehouse, export)
     build = run_dbt(["build"], warehouse=warehouse, work=root)
     assert build.success, build.failures()
-    return BuiltSample(export, warehouse, root, build, created)
+    return BuiltSample(export, warehouse, root, build)
 
 
 def query(warehouse: Path, sql: str) -> list[tuple[object, ...]]:
