@@ -380,3 +380,25 @@ def test_a_file_loaded_for_some_days_is_read_again_for_others(
     everything = load_export_files([str(tmp_path / "export")], OPTIONS, warehouse=warehouse)
     assert (everything.total("rows_loaded"), everything.total("rows_inserted")) == (5, 3)
     assert query(warehouse, f"select count(*) from {SCHEMA}.app_launched")[0][0] == 5
+
+
+def test_names_longer_than_63_bytes_are_shortened_without_collisions(
+    export_file: Callable[..., Path], tmp_path: Path, warehouse: str
+) -> None:
+    """PostgreSQL keeps 63 bytes of a name; both warehouses get the same shortened, distinct names."""
+    stem = "Subscription Renewal Reminder Opened From The Lock Screen Widget On"
+    long_event = stem + " Android Tablets"
+    props = {stem + " Android": "a", stem + " iOS": "i", "short": 1}
+    export_file("Long", [event(long_event, 20240312094500, props, identity="u1")])
+    load_export_files([str(tmp_path / "export")], OPTIONS, warehouse=warehouse)
+    from ctsync.naming import event_table, property_column
+
+    table = event_table(long_event)
+    assert len(table.encode()) <= 63
+    cols = columns(warehouse, table)
+    first, second = property_column((stem + " Android",)), property_column((stem + " iOS",))
+    assert first != second and len(first.encode()) <= 63 and len(second.encode()) <= 63
+    assert query(warehouse, f'select "{first}", "{second}", short, event_text from {SCHEMA}."{table}"') == [
+        ("a", "i", 1, long_event)
+    ]
+    assert all(len(name.encode()) <= 63 for name in cols)
