@@ -26,6 +26,9 @@ import orjson
 from ctsync.errors import CtsyncError
 from ctsync.exports.files import file_safe_name
 
+MAX_BUFFERED_BYTES = 256 * 1024 * 1024
+"""Lines held in memory across all file series before each series writes a chunk file."""
+
 ACCOUNT_ID = "100000000"
 REQUEST_ID = "1700000001"
 DB_ID = "3"
@@ -155,6 +158,7 @@ def write_sample_export(
     records = _generate(rng, people, events, start_utc, end_utc)
     writers: dict[tuple[str, str], _SeriesWriter] = {}
     pending_progress = 0
+    buffered = 0
     for name, at, record in records:
         day = at.astimezone(zone).strftime("%Y%m%d")
         record["ts"] = int(at.astimezone(zone).strftime("%Y%m%d%H%M%S"))
@@ -175,7 +179,11 @@ def write_sample_export(
                 snake_spelling=int(day) % 2 == 0,
             )
             writers[key] = writer
-        writer.write(record)
+        buffered += writer.write(record)
+        if buffered > MAX_BUFFERED_BYTES:  # bounded memory: every series writes what it holds as a chunk
+            for open_writer in writers.values():
+                open_writer.flush()
+            buffered = 0
         summary.events_by_name[name] = summary.events_by_name.get(name, 0) + 1
         pending_progress += 1
         if progress is not None and pending_progress >= 10_000:
@@ -494,22 +502,27 @@ class _SeriesWriter:
         self._index = 0
         self._written: list[Path] = []
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: dict[str, Any]) -> int:
+        """Buffer one record; returns its size in bytes."""
         if self._snake_spelling:
             props = record["eventProps"]
             for spaced, snake in _SNAKE_SPELLINGS.items():
                 if spaced in props:
                     props[snake] = props.pop(spaced)
-        self._buffer.append(orjson.dumps(record))
+        line = orjson.dumps(record)
+        self._buffer.append(line)
         if len(self._buffer) >= self._max_records:
-            self._flush()
+            self.flush()
+        return len(line)
 
     def close(self) -> list[Path]:
-        if self._buffer:
-            self._flush()
+        self.flush()
         return self._written
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write what is buffered as the series' next chunk file (nothing when empty)."""
+        if not self._buffer:
+            return
         # CleverTap replaces whitespace and slashes in file names with '-'.
         safe_name = file_safe_name(self._event_name)
         suffix = ".json.gz" if self._compress else ".json"

@@ -14,7 +14,8 @@ deterministic ``id``, the context columns and the property columns.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import duckdb
@@ -199,9 +200,9 @@ def split_lines(data: bytes, url: str, header: bool) -> ExactLines:
     return result
 
 
-def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines) -> None:
-    """Stage one file line by line, with the precise reason for each line that fails."""
-    con.execute("delete from _ct_rows where file_id = ?", [file_id])
+@contextmanager
+def registered_lines(con: duckdb.DuckDBPyConnection, name: str, lines: ExactLines) -> Iterator[None]:
+    """``lines`` visible to DuckDB as the view ``name`` (line_no, raw, utf8_error) for the duration."""
     table = pa.table(
         {
             "line_no": pa.array(lines.line_numbers, pa.int64()),
@@ -209,8 +210,17 @@ def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines)
             "utf8_error": pa.array(lines.utf8_errors, pa.bool_()),
         }
     )
-    con.register("_ct_lines", table)
+    con.register(name, table)
     try:
+        yield
+    finally:
+        con.unregister(name)
+
+
+def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines) -> None:
+    """Stage one file line by line, with the precise reason for each line that fails."""
+    con.execute("delete from _ct_rows where file_id = ?", [file_id])
+    with registered_lines(con, "_ct_lines", lines):
         con.execute(
             f"""
             insert into _ct_rows
@@ -237,8 +247,6 @@ def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines)
             """,
             [file_id],
         )
-    finally:
-        con.unregister("_ct_lines")
 
 
 @dataclass(frozen=True)

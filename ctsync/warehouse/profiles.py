@@ -15,11 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
-import pyarrow as pa
 
 from ctsync.naming import qualified, quote_identifier
 from ctsync.warehouse import tables
-from ctsync.warehouse.events import ExactLines, IdentifierPriority
+from ctsync.warehouse.events import ExactLines, IdentifierPriority, registered_lines
 from ctsync.warehouse.structure import discover, leaves
 from ctsync.warehouse.tables import Column
 from ctsync.warehouse.targets import Catalog, Target
@@ -106,15 +105,7 @@ def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[ProfileFile]) -> 
 
 def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines) -> None:
     con.execute("delete from _ct_profile_rows where file_id = ?", [file_id])
-    table = pa.table(
-        {
-            "line_no": pa.array(lines.line_numbers, pa.int64()),
-            "raw": pa.array(lines.raw, pa.large_string()),
-            "utf8_error": pa.array(lines.utf8_errors, pa.bool_()),
-        }
-    )
-    con.register("_ct_profile_lines", table)
-    try:
+    with registered_lines(con, "_ct_profile_lines", lines):
         con.execute(
             f"""
             insert into _ct_profile_rows
@@ -136,8 +127,6 @@ def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines)
             """,
             [file_id],
         )
-    finally:
-        con.unregister("_ct_profile_lines")
 
 
 def build_identifies(
