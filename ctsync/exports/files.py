@@ -50,6 +50,18 @@ class ExportFile:
     """What identifies this version of the file without reading it (ETag, or size and mtime)."""
 
     @property
+    def series(self) -> str:
+        """The export run and file series this file is a chunk of (CleverTap splits a series by size).
+
+        Chunks of one series are parts of one export run, so identical events in two of them are two
+        events; the same event in two series (overlapping exports) is one. A file whose name does not
+        follow CleverTap's pattern is a series of its own.
+        """
+        if self.kind is FileKind.EVENTS and self.request_id is not None:
+            return "|".join((self.request_id, self.run_ts or "", self.event_name_hint or "", self.day or ""))
+        return self.url
+
+    @property
     def name(self) -> str:
         return self.url.rstrip("/").rsplit("/", 1)[-1]
 

@@ -106,6 +106,8 @@ class StagedFile:
     local_path: str
     compressed: bool
     header: bool
+    series: str = ""
+    """See ``ExportFile.series``: identical events are numbered within a series."""
 
 
 def create_rows_table(con: duckdb.DuckDBPyConnection) -> None:
@@ -119,8 +121,13 @@ def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> N
     """Read whole files with read_json; a header line becomes one all-NULL row."""
     con.execute(
         "create or replace temp table _ct_files as select * from "
-        "(select unnest(?) as file_id, unnest(?) as local_path, unnest(?) as header)",
-        [[f.file_id for f in files], [f.local_path for f in files], [f.header for f in files]],
+        "(select unnest(?) as file_id, unnest(?) as local_path, unnest(?) as header, unnest(?) as series)",
+        [
+            [f.file_id for f in files],
+            [f.local_path for f in files],
+            [f.header for f in files],
+            [f.series or f.local_path for f in files],
+        ],
     )
     columns = "{" + ", ".join(f"'{name}': '{type_}'" for name, type_ in TOP_LEVEL_COLUMNS.items()) + "}"
     for compressed in (True, False):
@@ -361,15 +368,16 @@ def build_keys(
         f"""
         create or replace temp table _ct_candidates as
         with hashed as (
-            select rowid as row_ref, file_id, line_no, eventName, ts_local,
-                md5(concat_ws(chr(31), {", ".join(parts)})) as content_hash
-            from _ct_rows
-            where reason is null
+            select staged.rowid as row_ref, staged.file_id, staged.line_no, staged.eventName, staged.ts_local,
+                files.series, md5(concat_ws(chr(31), {", ".join(parts)})) as content_hash
+            from _ct_rows as staged
+            join _ct_files as files using (file_id)
+            where staged.reason is null
         ),
         numbered as (
-            -- Identical events in one file are distinct events (the k-th copy gets its own id);
-            -- the same event in two files (overlapping exports) is one event.
-            select *, row_number() over (partition by file_id, content_hash order by line_no) as occurrence
+            -- Identical events in one export run's file series are distinct events (the k-th copy gets
+            -- its own id); the same event in two series (overlapping exports) is one event.
+            select *, row_number() over (partition by series, content_hash order by file_id, line_no) as occurrence
             from hashed
         )
         select

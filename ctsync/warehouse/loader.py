@@ -207,16 +207,23 @@ def _load(
 
 
 def _batches(files: list[ExportFile], batch_bytes: int) -> list[list[ExportFile]]:
+    """Batches of about ``batch_bytes``; the chunks of one file series stay together, unless a series
+    alone is more than four batches (then identical events in different batches collapse to one)."""
     batches: list[list[ExportFile]] = []
     current: list[ExportFile] = []
     size = 0
-    for export_file in files:
+    series_size = 0
+    previous_series = None
+    for export_file in sorted(files, key=lambda f: (f.series, f.url)):
         estimate = export_file.size * (8 if export_file.url.endswith((".gz", ".gzip")) else 1)
-        if current and size + estimate > batch_bytes:
+        same_series = export_file.series == previous_series
+        series_size = series_size + estimate if same_series else estimate
+        if current and size + estimate > batch_bytes and (not same_series or series_size > 4 * batch_bytes):
             batches.append(current)
             current, size = [], 0
         current.append(export_file)
         size += estimate
+        previous_series = export_file.series
     if current:
         batches.append(current)
     return batches
@@ -256,7 +263,7 @@ def _prepare(batch: list[ExportFile], options: LoadOptions, workdir: str, summar
             with open(local_path, "wb") as handle:
                 handle.write(data)
         header = is_header_line(first_line(data), export_file.event_name_hint)
-        staged = StagedFile(index, local_path, is_gzip(data), header)
+        staged = StagedFile(index, local_path, is_gzip(data), header, export_file.series)
         prepared.append(_Prepared(export_file, kind, data, digest, staged))
     return prepared
 

@@ -89,14 +89,30 @@ def test_overlapping_exports_add_only_new_events(
     assert query(warehouse, f"select count(*), count(distinct id) from {SCHEMA}.app_launched")[0] == (13, 13)
 
 
-def test_identical_events_in_one_file_are_kept_but_not_across_files(
+def test_identical_events_in_one_export_run_are_kept_but_not_across_exports(
+    tmp_path: Path, export_file: Callable[..., Path], warehouse: str
+) -> None:
+    """Two identical events in one run's file series (one file or two chunks) are two events;
+    the same events in another export run's files (an overlapping export) are not new."""
+    twin = event("Charged", 20240312094500, {"Amount": 5}, identity="u1")
+    other = event("Charged", 20240312094501, {"Amount": 6}, identity="u1")
+    export_file("Charged", [twin, twin, other])  # file index 0 of the series
+    export_file("Charged", [twin])  # file index 1: the third copy, in the next chunk
+    export_file("Charged", [twin, twin, twin, other], request_id="1700000002", folder=tmp_path / "overlap")
+    load_export_files([str(tmp_path / "export"), str(tmp_path / "overlap")], OPTIONS, warehouse=warehouse)
+    assert query(warehouse, f"select count(*), count(distinct id) from {SCHEMA}.charged")[0] == (4, 4)
+
+
+def test_the_same_events_in_another_export_loaded_later_are_not_new(
     tmp_path: Path, export_file: Callable[..., Path], warehouse: str
 ) -> None:
     twin = event("Charged", 20240312094500, {"Amount": 5}, identity="u1")
-    export_file("Charged", [twin, twin, event("Charged", 20240312094501, {"Amount": 6}, identity="u1")])
-    export_file("Charged", [twin, twin], folder=tmp_path / "again")
-    load_export_files([str(tmp_path / "export"), str(tmp_path / "again")], OPTIONS, warehouse=warehouse)
-    assert query(warehouse, f"select count(*), count(distinct id) from {SCHEMA}.charged")[0] == (3, 3)
+    export_file("Charged", [twin, twin], request_id="1700000001", folder=tmp_path / "first")
+    load_export_files([str(tmp_path / "first")], OPTIONS, warehouse=warehouse)
+    later = event("Charged", 20240312100000, {"Amount": 7}, identity="u1")
+    export_file("Charged", [twin, twin, later], request_id="1700000009", folder=tmp_path / "second")
+    second = load_export_files([str(tmp_path / "second")], OPTIONS, warehouse=warehouse)
+    assert second.total("rows_loaded") == 3 and second.total("rows_inserted") == 1
 
 
 def test_timestamps_are_read_in_the_project_timezone_and_stored_as_utc(
