@@ -199,14 +199,14 @@ def main() -> None:
     for run in range(args.repeat):
         bare.append(measure("bare", folder))
         ours.append(measure("ctsync", folder))
-        if args.postgres:
-            pg.append(measure("postgres", folder, args.postgres))
-            print(f"run {run + 1}: ctsync load into PostgreSQL {pg[-1]['seconds']:.2f} s ({pg[-1]['rows']:,} rows)")
         print(
             f"run {run + 1}: bare read_json {bare[-1]['seconds']:.2f} s ({bare[-1]['cpu_seconds']:.1f} CPU s) | "
             f"ctsync load {ours[-1]['seconds']:.2f} s ({ours[-1]['cpu_seconds']:.1f} CPU s, {ours[-1]['rows']:,} rows, "
             f"peak RSS {ours[-1]['peak_rss_mib']:.0f} MiB)"
         )
+        if args.postgres:
+            pg.append(measure("postgres", folder, args.postgres))
+            print(f"run {run + 1}: ctsync load into PostgreSQL {pg[-1]['seconds']:.2f} s ({pg[-1]['rows']:,} rows)")
     bare_s = statistics.median(m["seconds"] for m in bare)
     ours_s = statistics.median(m["seconds"] for m in ours)
     rss = max(m["peak_rss_mib"] for m in ours)
