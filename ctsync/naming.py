@@ -4,7 +4,7 @@
 letters or digits are separators (so every byte of a non-ASCII character is one), a word is
 a run of capitals and digits followed by a run of lowercase letters and digits, and words
 are joined by a single ``_``. ``macros/naming/snake_case.sql`` is its dbt twin; both are
-checked against ``tests/naming_cases.csv``.
+checked against ``tests/data/naming_cases.csv``.
 """
 
 from __future__ import annotations
