@@ -39,18 +39,18 @@ _TOP_LEVEL_SPEC = json.dumps(TOP_LEVEL_COLUMNS)
 _TOP_LEVEL_STRUCT = ", ".join(f"{name} {type_}" for name, type_ in TOP_LEVEL_COLUMNS.items())
 _FIELDS = ", ".join(f'"{name}"' for name in TOP_LEVEL_COLUMNS)
 
-STANDARD_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("id", "VARCHAR"),
-    ("user_id", "VARCHAR"),
-    ("anonymous_id", "VARCHAR"),
-    ("event", "VARCHAR"),
-    ("event_text", "VARCHAR"),
-    ("timestamp", "TIMESTAMP WITH TIME ZONE"),
-    ("original_timestamp", "TIMESTAMP WITH TIME ZONE"),
-    ("received_at", "TIMESTAMP WITH TIME ZONE"),
-    ("uuid_ts", "TIMESTAMP WITH TIME ZONE"),
+STANDARD_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("id", "VARCHAR", "id"),
+    ("user_id", "VARCHAR", "user_id"),
+    ("anonymous_id", "VARCHAR", "anonymous_id"),
+    ("event", "VARCHAR", "event"),
+    ("event_text", "VARCHAR", "event_text"),
+    ("timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
+    ("original_timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
+    ("received_at", "TIMESTAMP WITH TIME ZONE", "received_at"),
+    ("uuid_ts", "TIMESTAMP WITH TIME ZONE", "received_at"),
 )
-"""Columns every track table starts with, in Segment's names."""
+"""Columns every track table starts with, in Segment's names: (name, type, expression over an event row)."""
 
 UTM_CONTEXT = {
     "utm_source": "context_campaign_source",
@@ -177,7 +177,6 @@ class ExactLines:
     """Lines of one file, split in Python so each keeps its number and text."""
 
     header_lines: int = 0
-    blank_lines: int = 0
     line_numbers: list[int] = field(default_factory=list)
     raw: list[str] = field(default_factory=list)
     utf8_errors: list[bool] = field(default_factory=list)
@@ -195,8 +194,7 @@ def split_lines(data: bytes, url: str, header: bool) -> ExactLines:
             result.header_lines = 1
             continue
         if not line.strip():
-            result.blank_lines += 1
-            continue
+            continue  # blank lines carry no data and are not lines of the file (docs/decisions.md)
         try:
             text, bad = line.decode("utf-8"), False
         except UnicodeDecodeError:

@@ -538,7 +538,7 @@ def _write_tables(
 ) -> None:
     existing = target.columns(schema)
     base = [
-        *(Column(name, type_, expression) for name, type_, expression in _STANDARD_SELECT),
+        *(Column(name, type_, expression) for name, type_, expression in events.STANDARD_COLUMNS),
         *(Column(name, "VARCHAR", expression) for name, expression in context.columns),
     ]
     by_name = discover(duck, "_ct_rows", "eventProps", group="eventName", where="reason is null")
@@ -572,19 +572,6 @@ def _write_tables(
         refresh_tracks_view(target, schema)
 
 
-_STANDARD_SELECT: tuple[tuple[str, str, str], ...] = (
-    ("id", "VARCHAR", "id"),
-    ("user_id", "VARCHAR", "user_id"),
-    ("anonymous_id", "VARCHAR", "anonymous_id"),
-    ("event", "VARCHAR", "event"),
-    ("event_text", "VARCHAR", "event_text"),
-    ("timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
-    ("original_timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
-    ("received_at", "TIMESTAMP WITH TIME ZONE", "received_at"),
-    ("uuid_ts", "TIMESTAMP WITH TIME ZONE", "received_at"),
-)
-
-
 def event_tables_of(target: Target, schema: str) -> list[str]:
     """Tables the loader made for events: base tables with an ``event_text`` column."""
     rows = target.execute(
@@ -610,7 +597,7 @@ def refresh_tracks_view(target: Target, schema: str) -> None:
     """
     existing = target.columns(schema)
     event_tables = event_tables_of(target, schema)
-    standard = [name for name, _ in events.STANDARD_COLUMNS]
+    standard = [name for name, _, _ in events.STANDARD_COLUMNS]
     columns = list(existing.get("tracks", {})) or list(standard)
     context = sorted(
         {column for table in event_tables for column in existing[table] if column.startswith("context_")} - set(columns)

@@ -36,7 +36,6 @@ STANDARD = (
     Column("received_at", "TIMESTAMP WITH TIME ZONE", "received_at"),
     Column("uuid_ts", "TIMESTAMP WITH TIME ZONE", "received_at"),
 )
-_USERS_STANDARD = ("id", "received_at", "uuid_ts")
 
 
 def _identifier_list() -> str:

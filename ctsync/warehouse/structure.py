@@ -24,8 +24,6 @@ SAMPLE_ROWS = 20_000
 MAX_DEPTH = 5
 """Objects nested deeper than this are kept as JSON text in one column."""
 
-SCALAR_KINDS = frozenset({"VARCHAR", "BIGINT", "UBIGINT", "DOUBLE", "BOOLEAN"})
-
 
 @dataclass
 class Node:
