@@ -232,16 +232,21 @@ def first_line(data: bytes) -> bytes:
 def first_lines(data: bytes, count: int) -> list[bytes]:
     """The first ``count`` lines of the (decompressed) content, read lazily from gzip data."""
     if is_gzip(data):
+        # Small steps: only as much is inflated as the first lines need, not the whole file.
         decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
         chunk = b""
         position = 0
-        while chunk.count(b"\n") < count and position < len(data):
-            try:
-                chunk += decoder.decompress(data[position : position + 65536], 1 << 20)
-            except zlib.error:
+        while chunk.count(b"\n") < count and len(chunk) <= (1 << 20):
+            if decoder.unconsumed_tail:
+                piece = decoder.unconsumed_tail
+            elif position < len(data) and not decoder.eof:
+                piece = data[position : position + 16384]
+                position += 16384
+            else:
                 break
-            position += 65536
-            if len(chunk) > (1 << 20):
+            try:
+                chunk += decoder.decompress(piece, 16384)
+            except zlib.error:
                 break
         return (chunk.split(b"\n", count) + [b""] * count)[:count]
     return (data[: 1 << 20].split(b"\n", count) + [b""] * count)[:count]

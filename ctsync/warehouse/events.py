@@ -98,6 +98,35 @@ end
 """
 
 
+CONTENT_PARTS = (
+    "eventName",
+    _ts_text(),
+    "coalesce(cast(profile as varchar), '')",
+    "coalesce(cast(eventProps as varchar), '')",
+    "coalesce(cast(sessionProps as varchar), '')",
+    "coalesce(cast(controlGroupName as varchar), '')",
+)
+"""What an event's ``id`` is a hash of (changing it would change every id already loaded)."""
+
+KEY_SHAPES = {
+    "profile": "profile_shape",
+    "deviceInfo": "device_shape",
+    "sessionProps": "session_shape",
+    "eventProps": "props_shape",
+}
+"""A hash of each object's list of top-level keys, taken while the row is staged: column discovery
+reads the keys of one row per distinct shape instead of parsing every row again."""
+
+DERIVED_SQL = (
+    f"case when reason is null then md5(concat_ws(chr(31), {', '.join(CONTENT_PARTS)})) end as content_hash, "
+    + ", ".join(
+        f"case when reason is null and {column} is not null then hash(json_keys({column})) end as {shape}"
+        for column, shape in KEY_SHAPES.items()
+    )
+)
+"""Computed from a staged row (its fields and ``reason``) in the same pass that stages it."""
+
+
 @dataclass
 class StagedFile:
     """A file of the batch, as DuckDB reads it."""
@@ -113,7 +142,9 @@ class StagedFile:
 def create_rows_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "create or replace temp table _ct_rows (file_id integer, line_no bigint, raw varchar, "
-        f"{_TOP_LEVEL_STRUCT}, ts_local timestamp, reason varchar)"
+        f"{_TOP_LEVEL_STRUCT}, ts_local timestamp, reason varchar, content_hash varchar, "
+        + ", ".join(f"{shape} ubigint" for shape in KEY_SHAPES.values())
+        + ")"
     )
 
 
@@ -137,13 +168,16 @@ def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> N
         con.execute(
             f"""
             insert into _ct_rows
+            select *, {DERIVED_SQL}
+            from (
             select file_id, null, null, {_FIELDS}, ts_local, {REASON_SQL} as reason
             from (
             select files.file_id, {_FIELDS}, {TS_LOCAL_SQL} as ts_local
             from read_json(?, format = 'newline_delimited', ignore_errors = true, filename = true,
                            compression = '{"gzip" if compressed else "none"}', columns = {columns},
-                           maximum_object_size = 134217728) as rows
+                           maximum_object_size = 16777216) as rows
             join _ct_files as files on files.local_path = rows.filename
+            )
             )
             """,
             [paths],
@@ -240,15 +274,18 @@ def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines)
                     unnest(case when valid and kind = 'OBJECT' then json_transform(raw, '{_TOP_LEVEL_SPEC}') end)
                 from checked
             ),
-            timed as (select *, {TS_LOCAL_SQL} as ts_local from parsed)
-            select ?, line_no, raw, {_FIELDS}, ts_local,
-                case
-                    when utf8_error then 'invalid UTF-8'
-                    when not valid then 'invalid JSON'
-                    when kind <> 'OBJECT' then 'a JSON ' || lower(kind) || ', not an object'
-                    else {REASON_SQL}
-                end
-            from timed
+            timed as (select *, {TS_LOCAL_SQL} as ts_local from parsed),
+            checked_rows as (
+                select ?, line_no, raw, {_FIELDS}, ts_local,
+                    case
+                        when utf8_error then 'invalid UTF-8'
+                        when not valid then 'invalid JSON'
+                        when kind <> 'OBJECT' then 'a JSON ' || lower(kind) || ', not an object'
+                        else {REASON_SQL}
+                    end as reason
+                from timed
+            )
+            select *, {DERIVED_SQL} from checked_rows
             """,
             [file_id],
         )
@@ -300,9 +337,9 @@ def _varchar_spec(tree_leaves: list[Leaf], extra: Sequence[str] = ()) -> str:
 
 def plan_context(con: duckdb.DuckDBPyConnection, priority: IdentifierPriority) -> ContextPlan:
     where = "reason is null"
-    profile = leaves(discover(con, "_ct_rows", "profile", where=where).get(None, {}))
-    device = leaves(discover(con, "_ct_rows", "deviceInfo", where=where).get(None, {}))
-    session = leaves(discover(con, "_ct_rows", "sessionProps", where=where).get(None, {}))
+    profile = leaves(discover(con, "_ct_rows", "profile", where=where, shapes=KEY_SHAPES["profile"]).get(None, {}))
+    device = leaves(discover(con, "_ct_rows", "deviceInfo", where=where, shapes=KEY_SHAPES["deviceInfo"]).get(None, {}))
+    session = leaves(discover(con, "_ct_rows", "sessionProps", where=where, shapes=KEY_SHAPES["sessionProps"]).get(None, {}))
     columns = (
         _context_columns(profile, "p", "context_traits_")
         + _context_columns(device, "d", "context_device_")
@@ -354,20 +391,12 @@ def build_keys(
     rest from ``_ct_rows`` once. ``is_new`` is false for events the warehouse already holds (the
     target looks the batch's ids up in ``existing_tables``).
     """
-    parts = [
-        "eventName",
-        _ts_text(),
-        "coalesce(cast(profile as varchar), '')",
-        "coalesce(cast(eventProps as varchar), '')",
-        "coalesce(cast(sessionProps as varchar), '')",
-        "coalesce(cast(controlGroupName as varchar), '')",
-    ]
     con.execute(
         f"""
         create or replace temp table _ct_candidates as
         with hashed as (
             select staged.rowid as row_ref, staged.file_id, staged.line_no, staged.eventName, staged.ts_local,
-                files.series, md5(concat_ws(chr(31), {", ".join(parts)})) as content_hash
+                files.series, staged.content_hash
             from _ct_rows as staged
             join _ct_files as files using (file_id)
             where staged.reason is null

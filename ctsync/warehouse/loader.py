@@ -541,7 +541,9 @@ def _write_tables(
         *(Column(name, type_, expression) for name, type_, expression in events.STANDARD_COLUMNS),
         *(Column(name, "VARCHAR", expression) for name, expression in context.columns),
     ]
-    by_name = discover(duck, "_ct_rows", "eventProps", group="eventName", where="reason is null")
+    by_name = discover(
+        duck, "_ct_rows", "eventProps", group="eventName", where="reason is null", shapes=events.KEY_SHAPES["eventProps"]
+    )
     props: dict[str, dict[str, Node]] = {}
     for name, tree in by_name.items():
         if name is not None:

@@ -59,24 +59,26 @@ def discover(
     column: str,
     group: str | None = None,
     where: str = "true",
+    shapes: str | None = None,
 ) -> dict[str | None, dict[str, Node]]:
-    """Key tree of the JSON objects in ``relation.column``, per value of ``group``."""
+    """Key tree of the JSON objects in ``relation.column``, per value of ``group``.
+
+    ``shapes`` names a column holding a hash of each row's list of top-level keys of ``column``
+    (taken when the row was staged): the top level then parses one row per distinct list, not all.
+    """
     group_sql = group if group is not None else "null::varchar"
     trees: dict[str | None, dict[str, Node]] = {}
     frontier: list[tuple[str | None, tuple[str, ...], dict[str, Node]]] = []
 
-    rows = con.execute(
-        f"""
-        select grp, key, count(*)
-        from (
-            select {group_sql} as grp, unnest(json_keys({column})) as key
-            from {relation}
-            where {column} is not null and ({where})
+    source = f"select {group_sql} as grp, {column} as value from {relation} where {column} is not null and ({where})"
+    if shapes is not None:
+        source = (
+            f"select {group_sql} as grp, any_value({column}) as value from {relation} "
+            f"where {shapes} is not null and ({where}) group by {group_sql}, {shapes}"
         )
-        group by all
-        """
-    ).fetchall()
-    for grp, key, _count in rows:
+    top_level = f"select distinct grp, unnest(json_keys(value)) as key from ({source})"
+    rows = con.execute(f"select grp, key from ({top_level}) order by grp nulls first, key").fetchall()
+    for grp, key in rows:
         tree = trees.setdefault(grp, {})
         tree.setdefault(key, Node())
     for grp, tree in trees.items():
