@@ -9,6 +9,12 @@ or CTSYNC_TEST_POSTGRES_URL) into a fresh PostgreSQL database on that server. Ea
 runs in its own process, so its peak RSS is its own. Prints medians and the ratio of the medians.
 Targets on a 2-core machine: >= 150k events/s at 1M events, <= 1.5x the bare read, peak RSS
 <= 2 GiB at 10M events.
+
+It also prints how many non-null values each one keeps per event. The bare read takes its schema from
+the first file's first 20,480 rows, so it drops every key that sample lacks (other events' properties,
+``sessionProps``); ctsync keeps every key and adds Segment's standard columns, so it writes about twice
+as many values. A third run, ``--lossless-baseline``, times read_json keeping every key (the nested
+objects as JSON text) for a like-for-like reference.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "data"
@@ -83,6 +90,33 @@ def uncompressed_bytes(folder: Path) -> int:
     return total
 
 
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _leaf_counts(expression: str, type_: Any) -> list[str]:
+    """``count(leaf)`` for each leaf of a column (STRUCT fields are leaves of their own)."""
+    if getattr(type_, "id", "") == "struct":
+        return [
+            count for name, child in type_.children for count in _leaf_counts(f"{expression}.{_quote(name)}", child)
+        ]
+    return [f"count({expression})"]
+
+
+def values_kept(con: Any, tables: list[str]) -> int:
+    """Non-null values stored in ``tables``, counting each leaf of a STRUCT column separately."""
+    total = 0
+    for table in tables:
+        relation = con.table(table)
+        counts = [
+            count
+            for name, type_ in zip(relation.columns, relation.types, strict=True)
+            for count in _leaf_counts(_quote(name), type_)
+        ]
+        total += con.execute(f"select {' + '.join(counts)} from {table}").fetchall()[0][0]
+    return total
+
+
 def worker(kind: str, folder: str, warehouse: str) -> None:
     """One measurement, in its own process; prints JSON with seconds, rows and peak RSS."""
     started = time.perf_counter()
@@ -95,13 +129,21 @@ def worker(kind: str, folder: str, warehouse: str) -> None:
         if summary.failed:
             raise SystemExit(f"load failed: {summary.failed[0].error}")
         rows = summary.total("rows_inserted")
-    elif kind == "bare":
+    elif kind in ("bare", "lossless"):
         import duckdb
 
+        columns = ""
+        if kind == "lossless":
+            nested = ("profile", "deviceInfo", "eventProps", "sessionProps", "controlGroupName")
+            columns = (
+                ", columns = {'ts': 'JSON', 'eventName': 'VARCHAR', "
+                + ", ".join(f"'{name}': 'JSON'" for name in nested)
+                + "}"
+            )
         con = duckdb.connect(warehouse)
         con.execute(
             f"create table t as select * from read_json('{folder}/*.json.gz', format = 'newline_delimited', "
-            "ignore_errors = true)"
+            f"ignore_errors = true{columns})"
         )
         rows = con.execute("select count(*) from t").fetchall()[0][0]
         con.close()
@@ -116,6 +158,23 @@ def worker(kind: str, folder: str, warehouse: str) -> None:
         rows = summary.total("rows_inserted")
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    values = None
+    if kind in ("bare", "ctsync"):
+        import duckdb
+
+        con = duckdb.connect(warehouse, read_only=True)
+        if kind == "bare":
+            tables = ["t"]
+        else:
+            tables = [
+                f"clevertap_prod.{_quote(str(row[0]))}"
+                for row in con.execute(
+                    "select table_name from duckdb_tables() where schema_name = 'clevertap_prod' "
+                    "and table_name not in ('_loads', '_rejected')"
+                ).fetchall()
+            ]
+        values = values_kept(con, tables)
+        con.close()
     print(
         json.dumps(
             {
@@ -123,6 +182,7 @@ def worker(kind: str, folder: str, warehouse: str) -> None:
                 "cpu_seconds": usage.ru_utime + usage.ru_stime,
                 "rows": rows,
                 "peak_rss_mib": usage.ru_maxrss / 1024,
+                "values": values,
             }
         )
     )
@@ -182,6 +242,11 @@ def main() -> None:
         default=os.environ.get("CTSYNC_TEST_POSTGRES_URL"),
         help="a PostgreSQL server to also load into (default: CTSYNC_TEST_POSTGRES_URL)",
     )
+    parser.add_argument(
+        "--lossless-baseline",
+        action="store_true",
+        help="also time read_json keeping every key (nested objects as JSON text)",
+    )
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "FOLDER", "WAREHOUSE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.repeat < 1:
@@ -195,8 +260,11 @@ def main() -> None:
     raw = uncompressed_bytes(folder)
     files = len(list(folder.glob("*.json.gz")))
     print(f"input: {events:,} events in {files} files, {compressed / 1e6:.0f} MB gzip, {raw / 1e6:.0f} MB JSON")
-    bare, ours, pg = [], [], []
+    bare, ours, pg, lossless = [], [], [], []
     for run in range(args.repeat):
+        if args.lossless_baseline:
+            lossless.append(measure("lossless", folder))
+            print(f"run {run + 1}: read_json keeping every key {lossless[-1]['seconds']:.2f} s")
         bare.append(measure("bare", folder))
         ours.append(measure("ctsync", folder))
         print(
@@ -227,6 +295,15 @@ def main() -> None:
     bare_cpu = statistics.median(m["cpu_seconds"] for m in bare)
     ours_cpu = statistics.median(m["cpu_seconds"] for m in ours)
     print(f"ratio ctsync / bare: {ours_s / bare_s:.2f}x wall time, {ours_cpu / bare_cpu:.2f}x CPU time")
+    bare_values, our_values = bare[-1]["values"], ours[-1]["values"]
+    print(
+        f"values kept per event: bare read {bare_values / events:.1f}, ctsync {our_values / events:.1f} "
+        f"({our_values / bare_values:.2f}x); time per value kept: ctsync / bare "
+        f"{(ours_s / our_values) / (bare_s / bare_values):.2f}x"
+    )
+    if lossless:
+        lossless_s = statistics.median(m["seconds"] for m in lossless)
+        print(f"read_json keeping every key  median {lossless_s:.2f} s; ratio ctsync / it: {ours_s / lossless_s:.2f}x")
     print()
     print("targets: >= 150,000 events/s at 1M events; <= 1.5x the bare read; peak RSS <= 2048 MiB at 10M events")
 

@@ -337,9 +337,11 @@ def _varchar_spec(tree_leaves: list[Leaf], extra: Sequence[str] = ()) -> str:
 
 def plan_context(con: duckdb.DuckDBPyConnection, priority: IdentifierPriority) -> ContextPlan:
     where = "reason is null"
-    profile = leaves(discover(con, "_ct_rows", "profile", where=where, shapes=KEY_SHAPES["profile"]).get(None, {}))
-    device = leaves(discover(con, "_ct_rows", "deviceInfo", where=where, shapes=KEY_SHAPES["deviceInfo"]).get(None, {}))
-    session = leaves(discover(con, "_ct_rows", "sessionProps", where=where, shapes=KEY_SHAPES["sessionProps"]).get(None, {}))
+
+    def found(column: str) -> list[Leaf]:
+        return leaves(discover(con, "_ct_rows", column, where=where, shapes=KEY_SHAPES[column]).get(None, {}))
+
+    profile, device, session = found("profile"), found("deviceInfo"), found("sessionProps")
     columns = (
         _context_columns(profile, "p", "context_traits_")
         + _context_columns(device, "d", "context_device_")
@@ -392,7 +394,7 @@ def build_keys(
     target looks the batch's ids up in ``existing_tables``).
     """
     con.execute(
-        f"""
+        """
         create or replace temp table _ct_candidates as
         with hashed as (
             select staged.rowid as row_ref, staged.file_id, staged.line_no, staged.eventName, staged.ts_local,

@@ -49,7 +49,7 @@ from ctsync.warehouse.structure import Node, discover, leaves, merge_trees
 from ctsync.warehouse.tables import Column
 from ctsync.warehouse.targets import DuckDBTarget, PostgresTarget, Target
 
-DEFAULT_BATCH_BYTES = 256 * 1024 * 1024
+DEFAULT_BATCH_BYTES = 512 * 1024 * 1024
 """Uncompressed bytes staged per transaction (gzip files count ~8x their size)."""
 
 REGIONS = ("us", "eu")
@@ -541,9 +541,8 @@ def _write_tables(
         *(Column(name, type_, expression) for name, type_, expression in events.STANDARD_COLUMNS),
         *(Column(name, "VARCHAR", expression) for name, expression in context.columns),
     ]
-    by_name = discover(
-        duck, "_ct_rows", "eventProps", group="eventName", where="reason is null", shapes=events.KEY_SHAPES["eventProps"]
-    )
+    shapes = events.KEY_SHAPES["eventProps"]
+    by_name = discover(duck, "_ct_rows", "eventProps", group="eventName", where="reason is null", shapes=shapes)
     props: dict[str, dict[str, Node]] = {}
     for name, tree in by_name.items():
         if name is not None:

@@ -88,9 +88,9 @@ def discover(
     while frontier and depth < MAX_DEPTH:
         depth += 1
         next_frontier: list[tuple[str | None, tuple[str, ...], dict[str, Node]]] = []
-        for grp, prefix, tree in frontier:
-            paths = [(*prefix, key) for key in tree]
-            kinds = _kinds(con, relation, column, group_sql, grp, paths, where)
+        level = [(grp, [(*prefix, key) for key in tree]) for grp, prefix, tree in frontier]
+        level_kinds = _kinds(con, relation, column, group_sql, level, where)
+        for (grp, _prefix, tree), (_grp, paths), kinds in zip(frontier, level, level_kinds, strict=True):
             for path, node_kinds in zip(paths, kinds, strict=True):
                 node = tree[path[-1]]
                 node.kinds |= node_kinds
@@ -117,34 +117,46 @@ def _kinds(
     relation: str,
     column: str,
     group_sql: str,
-    grp: str | None,
-    paths: list[tuple[str, ...]],
+    level: list[tuple[str | None, list[tuple[str, ...]]]],
     where: str,
-) -> list[set[str]]:
-    if not paths:
-        return []
-    json_paths = [json_path(path) for path in paths]
-    condition, params = _group_filter(group_sql, grp)
-    rows = con.execute(
-        f"""
-        select position, list(distinct kind)
-        from (
-            select unnest(range(?)) as position, unnest(json_type(value, ?)) as kind
+) -> list[list[set[str]]]:
+    """For each (group, paths) of ``level``, the kinds of the values at each path in the group's sample.
+
+    One statement for the whole level (a UNION ALL of per-group samples), so DuckDB reads the
+    groups in parallel.
+    """
+    result: list[list[set[str]]] = [[set() for _ in paths] for _, paths in level]
+    selects: list[str] = []
+    params: list[object] = []
+    for index, (grp, paths) in enumerate(level):
+        if not paths:
+            continue
+        condition, group_params = _group_filter(group_sql, grp)
+        selects.append(
+            f"""
+            select {index} as level_index, unnest(range(?)) as position, unnest(json_type(value, ?)) as kind
             from (
                 select {column} as value
                 from {relation}
                 where {column} is not null and {condition} and ({where})
                 limit {SAMPLE_ROWS}
             )
+            """
         )
+        params += [len(paths), [json_path(path) for path in paths], *group_params]
+    if not selects:
+        return result
+    rows = con.execute(
+        f"""
+        select level_index, position, list(distinct kind)
+        from ({" union all ".join(selects)})
         where kind is not null
-        group by position
+        group by level_index, position
         """,
-        [len(json_paths), json_paths, *params],
+        params,
     ).fetchall()
-    result: list[set[str]] = [set() for _ in paths]
-    for position, kinds in rows:
-        result[position] = set(kinds)
+    for level_index, position, kinds in rows:
+        result[level_index][position] = set(kinds)
     return result
 
 
