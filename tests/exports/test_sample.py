@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ctsync.exports import sample
-from ctsync.exports.files import FileKind, parse_file_name
+from ctsync.exports.files import FileKind, first_lines, parse_file_name
 from ctsync.exports.sample import write_sample_export
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -64,3 +65,14 @@ def test_the_same_seed_writes_the_same_bytes_and_memory_stays_bounded(tmp_path: 
     assert len(chunked.files) > len(first.files)
     counts, _, _ = read_lines(tmp_path / "c")
     assert dict(counts) == first.events_by_name
+
+
+def test_first_lines_inflates_only_what_it_needs() -> None:
+    header = b"Charged"
+    long_line = b'{"eventName": "Charged", "pad": "' + b"x" * 300_000 + b'"}'
+    rest = b"\n".join(os.urandom(64).hex().encode() for _ in range(50_000))
+    data = gzip.compress(header + b"\n" + long_line + b"\n" + rest)
+    assert first_lines(data, 2) == [header, long_line]
+    assert first_lines(gzip.compress(b"only one line"), 2) == [b"only one line", b""]
+    assert first_lines(data[: len(data) // 2], 1) == [header]  # a truncated file still yields its first line
+    assert first_lines(b"plain\ntext\n", 3) == [b"plain", b"text", b""]

@@ -418,3 +418,40 @@ def test_names_longer_than_63_bytes_are_shortened_without_collisions(
         ("a", "i", 1, long_event)
     ]
     assert all(len(name.encode()) <= 63 for name in cols)
+
+
+def test_a_key_found_in_one_row_of_thousands_gets_its_column(
+    export_file: Callable[..., Path], tmp_path: Path, warehouse: str
+) -> None:
+    """Columns come from one row per distinct key list: a key only one row has must still be found."""
+
+    def record(index: int, **extra: Any) -> dict[str, Any]:
+        line = event("Viewed", 20240312000000 + index % 60, {"page": f"p{index}", "n": index}, identity=f"u{index}")
+        line["deviceInfo"] = {"make": "Apple", "model": "iPhone"}
+        line["sessionProps"] = {"utm_source": "mail"}
+        for section, values in extra.items():
+            line[section].update(values)
+        return line
+
+    lines = [record(index) for index in range(4000)]
+    lines[2500] = record(
+        2500,
+        eventProps={"coupon": "SAVE10"},
+        profile={"tier": "gold"},
+        deviceInfo={"carrier": "Jio"},
+        sessionProps={"utm_term": "shoes"},
+    )
+    reordered = record(3999)
+    reordered["eventProps"] = {"n": 3999, "page": "p3999"}  # same keys, another order
+    lines[3999] = reordered
+    export_file("Viewed", lines)
+    summary = load_export_files([str(tmp_path / "export")], OPTIONS, warehouse=warehouse)
+    assert summary.total("rows_inserted") == 4000
+    cols = columns(warehouse, "viewed")
+    assert {"coupon", "context_traits_tier", "context_device_carrier", "context_campaign_term"} <= set(cols)
+    rows = query(
+        warehouse,
+        f"select n, coupon, context_traits_tier, context_device_carrier, context_campaign_term, page "
+        f"from {SCHEMA}.viewed where coupon is not null or n = 3999 order by n",
+    )
+    assert rows == [(2500, "SAVE10", "gold", "Jio", "shoes", "p2500"), (3999, None, None, None, None, "p3999")]
