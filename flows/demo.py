@@ -14,8 +14,11 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -118,14 +121,40 @@ def main(argv: list[str] | None = None) -> int:
         mark_warehouse(warehouse)
     from flows.pipeline import clevertap_engage_pipeline
 
-    results = clevertap_engage_pipeline(
-        destination="jsonl",
-        as_of=datetime.now(UTC),
-        warehouse=str(warehouse),
-        config=str(ROOT / "ctsync.yml"),
-    )
+    with prefect_api():
+        results = clevertap_engage_pipeline(
+            destination="jsonl",
+            as_of=datetime.now(UTC),
+            warehouse=str(warehouse),
+            config=str(ROOT / "ctsync.yml"),
+        )
     report(warehouse, results, DEMO / "identify.jsonl", time.perf_counter() - started)
     return 0
+
+
+@contextmanager
+def prefect_api() -> Iterator[None]:
+    """The Prefect API the flow reports to: PREFECT_API_URL if set, else a temporary local server.
+
+    The temporary server is started and stopped here rather than left to Prefect's exit hook,
+    because this process leaves with ``os._exit`` (see the bottom of this file).
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    with socket.socket() as probe:  # a port of its own: never Prefect's shared default server
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = SubprocessASGIServer(port=port)
+    server.start()
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":
