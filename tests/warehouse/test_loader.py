@@ -455,3 +455,22 @@ def test_a_key_found_in_one_row_of_thousands_gets_its_column(
         f"from {SCHEMA}.viewed where coupon is not null or n = 3999 order by n",
     )
     assert rows == [(2500, "SAVE10", "gold", "Jio", "shoes", "p2500"), (3999, None, None, None, None, "p3999")]
+
+
+def test_a_line_longer_than_the_json_readers_buffer_loads(
+    export_file: Callable[..., Path], tmp_path: Path, warehouse: str
+) -> None:
+    """DuckDB's read_json buffers 16 MB objects; a 20 MB line still loads whole, with its neighbours."""
+    note = "x" * (20 * 1024 * 1024)
+    export_file(
+        "Noted",
+        [
+            event("Noted", 20240312094500, {"n": 1}),
+            event("Noted", 20240312094501, {"n": 2, "note": note}),
+            event("Noted", 20240312094502, {"n": 3}),
+        ],
+    )
+    summary = load_export_files([str(tmp_path / "export")], OPTIONS, warehouse=warehouse)
+    assert (summary.total("rows_inserted"), summary.total("rows_rejected")) == (3, 0)
+    rows = query(warehouse, f"select n, length(note) from {SCHEMA}.noted order by n")
+    assert rows == [(1, None), (2, len(note)), (3, None)]
