@@ -174,8 +174,7 @@ def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> N
             from (
             select files.file_id, {_FIELDS}, {TS_LOCAL_SQL} as ts_local
             from read_json(?, format = 'newline_delimited', ignore_errors = true, filename = true,
-                           compression = '{"gzip" if compressed else "none"}', columns = {columns},
-                           maximum_object_size = 16777216) as rows
+                           compression = '{"gzip" if compressed else "none"}', columns = {columns}) as rows
             join _ct_files as files on files.local_path = rows.filename
             )
             )

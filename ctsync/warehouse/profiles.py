@@ -93,8 +93,7 @@ def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[ProfileFile]) -> 
             from (
                 select files.file_id, rows.json as record
                 from read_ndjson_objects(?, ignore_errors = true, filename = true,
-                                         compression = '{"gzip" if compressed else "none"}',
-                                         maximum_object_size = 16777216) as rows
+                                         compression = '{"gzip" if compressed else "none"}') as rows
                 join _ct_profile_files as files on files.local_path = rows.filename
             )
             """,
