@@ -120,25 +120,15 @@ def values_kept(con: Any, tables: list[str]) -> int:
 def worker(kind: str, folder: str, warehouse: str) -> None:
     """One measurement, in its own process; prints JSON with seconds, rows and peak RSS."""
     started = time.perf_counter()
-    if kind == "postgres":
-        from ctsync.warehouse.loader import LoadOptions, load_export_files
-
-        summary = load_export_files(
-            [folder], LoadOptions(nickname="CleverTap_Prod", timezone="Asia/Kolkata"), warehouse=warehouse
-        )
-        if summary.failed:
-            raise SystemExit(f"load failed: {summary.failed[0].error}")
-        rows = summary.total("rows_inserted")
-    elif kind in ("bare", "lossless"):
+    if kind in ("bare", "lossless"):
         import duckdb
 
         columns = ""
-        if kind == "lossless":
-            nested = ("profile", "deviceInfo", "eventProps", "sessionProps", "controlGroupName")
+        if kind == "lossless":  # the loader's own staging columns: nested objects kept whole as JSON text
+            from ctsync.warehouse.events import TOP_LEVEL_COLUMNS
+
             columns = (
-                ", columns = {'ts': 'JSON', 'eventName': 'VARCHAR', "
-                + ", ".join(f"'{name}': 'JSON'" for name in nested)
-                + "}"
+                ", columns = {" + ", ".join(f"'{name}': '{type_}'" for name, type_ in TOP_LEVEL_COLUMNS.items()) + "}"
             )
         con = duckdb.connect(warehouse)
         con.execute(
@@ -147,7 +137,7 @@ def worker(kind: str, folder: str, warehouse: str) -> None:
         )
         rows = con.execute("select count(*) from t").fetchall()[0][0]
         con.close()
-    else:
+    else:  # ctsync into a DuckDB file, or into PostgreSQL
         from ctsync.warehouse.loader import LoadOptions, load_export_files
 
         summary = load_export_files(
@@ -194,16 +184,20 @@ def measure(kind: str, folder: Path, postgres: str | None = None) -> dict[str, f
         return _measure_postgres(folder, postgres)
     workdir = tempfile.mkdtemp(prefix="ctsync-bench-")
     try:
-        warehouse = os.path.join(workdir, "bench.duckdb")
-        output = subprocess.run(
-            [sys.executable, __file__, "--worker", kind, str(folder), warehouse],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        return dict(json.loads(output.strip().splitlines()[-1]))
+        return _run_worker(kind, folder, os.path.join(workdir, "bench.duckdb"))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_worker(kind: str, folder: Path, warehouse: str) -> dict[str, float]:
+    """``worker`` in a process of its own (so its peak RSS is its own); its JSON result."""
+    output = subprocess.run(
+        [sys.executable, __file__, "--worker", kind, str(folder), warehouse],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return dict(json.loads(output.strip().splitlines()[-1]))
 
 
 def _measure_postgres(folder: Path, server: str) -> dict[str, float]:
@@ -220,13 +214,7 @@ def _measure_postgres(folder: Path, server: str) -> dict[str, float]:
         cursor.execute(f'create database "{name}"')
     try:
         url = make_url(server).set(database=name).render_as_string(hide_password=False)
-        output = subprocess.run(
-            [sys.executable, __file__, "--worker", "postgres", str(folder), url],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        return dict(json.loads(output.strip().splitlines()[-1]))
+        return _run_worker("postgres", folder, url)
     finally:
         with admin.cursor() as cursor:
             cursor.execute(f'drop database if exists "{name}" with (force)')
