@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from ctsync.errors import CtsyncError, WarehouseBusy
-from ctsync.warehouse.state import STATE_SCHEMA, ensure_state_schema
+from ctsync.warehouse.state import STATE_SCHEMA, ensure_state_schema, process_alive
 
 logger = logging.getLogger(__name__)
 
@@ -303,22 +303,12 @@ def release_lock(conn: sa.Connection, destination: str, run_id: str) -> None:
 
 
 def _is_stale(holder: LockHolder, stale_after: float) -> bool:
-    if holder.host == socket.gethostname() and not _process_alive(holder.pid):
+    if holder.host == socket.gethostname() and not process_alive(holder.pid):
         return True
     heartbeat_at = holder.heartbeat_at
     if heartbeat_at.tzinfo is None:
         heartbeat_at = heartbeat_at.replace(tzinfo=UTC)
     return (now() - heartbeat_at).total_seconds() > stale_after
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- dialect-specific SQL ---------------------------------------------------------------------

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import socket
-import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,7 +32,7 @@ import sqlalchemy as sa
 from ctsync.errors import CtsyncError
 from ctsync.exports.jobs import DATA_TYPES, ExportJob, one_time_window
 from ctsync.warehouse.connection import WarehouseTarget
-from ctsync.warehouse.state import STATE_SCHEMA, cannot_open, ensure_state_schema, state_engine
+from ctsync.warehouse.state import STATE_SCHEMA, cannot_open, ensure_state_schema, process_alive, state_engine
 
 
 class ExportStatus(StrEnum):
@@ -759,19 +758,7 @@ def _is_abandoned(run: ExportRun, now: datetime, stale_after: timedelta) -> bool
         return False  # another machine: only the age tells
     if run.runner_pid == os.getpid():
         return run.runner_token != _TOKEN  # same pid, another process (pid reuse)
-    return not _process_alive(run.runner_pid)
-
-
-def _process_alive(pid: int) -> bool:
-    if sys.platform == "win32":  # os.kill would end the process there; rely on the age instead
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not process_alive(run.runner_pid)
 
 
 def _utc(value: datetime) -> datetime:

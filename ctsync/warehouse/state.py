@@ -6,7 +6,9 @@ server warehouse (PostgreSQL) can hold it as well as the embedded DuckDB file.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
@@ -51,3 +53,16 @@ def cannot_open(what: str, error: BaseException) -> CtsyncError:
             f"run load, dbt build and sync one after another, or wait and try again ({text})"
         )
     return CtsyncError(f"cannot open the {what}: {text}")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (the holder of a lock or a run)."""
+    if sys.platform == "win32":  # os.kill would end the process there; callers rely on age instead
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
