@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ctsync.cli_support import run_command
 from ctsync.errors import CtsyncError
 from ctsync.settings import load_settings
 
@@ -24,17 +24,6 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
-
-T = TypeVar("T")
-
-
-def _run(action: Callable[[], T]) -> T:
-    """Run a command body; a user-fixable error prints its message and exits with status 2."""
-    try:
-        return action()
-    except CtsyncError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -83,7 +72,7 @@ def sample(
             f"to {summary.directory}" + (f" (profiles: {summary.profile_file.name})" if summary.profile_file else "")
         )
 
-    _run(action)
+    run_command(action)
 
 
 def _parse_end(value: str | None) -> datetime | None:
@@ -155,7 +144,7 @@ def load(
         _print_load_summary(summary)
         return summary
 
-    summary = _run(action)
+    summary = run_command(action)
     if summary.failed:
         raise typer.Exit(1)
 
@@ -211,7 +200,7 @@ def build(
 
         return build_models(warehouse=warehouse, target=target, as_of=moment, select=select or (), on_log=show)
 
-    result = _run(action)
+    result = run_command(action)
     counts = ", ".join(f"{count} {name}" for name, count in sorted(result.counts.items()))
     console.print(f"dbt build {'succeeded' if result.success else 'FAILED'} in {result.seconds:.1f} s: {counts}")
     for failure in result.failures:

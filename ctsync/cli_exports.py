@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 
 import typer
 import yaml
@@ -12,6 +11,7 @@ from rich.console import Console, JustifyMethod
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ctsync.cli_support import run_command
 from ctsync.errors import CtsyncError
 from ctsync.exports.runner import (
     ExportEnvironment,
@@ -41,8 +41,6 @@ exports_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-T = TypeVar("T")
-
 ConfigOption = Annotated[
     str | None, typer.Option("--config", help="Project settings file with the exports: section [env CTSYNC_CONFIG].")
 ]
@@ -58,15 +56,6 @@ def _out() -> Console:
 
 def _err() -> Console:
     return Console(stderr=True, highlight=False)
-
-
-def _run(action: Callable[[], T]) -> T:
-    """Run a command body; a user-fixable error prints its message and exits with status 2."""
-    try:
-        return action()
-    except CtsyncError as exc:
-        _err().print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
 
 
 @exports_app.command("list")
@@ -139,7 +128,7 @@ def list_exports(
             if orphans:
                 out.print(f"not in {synced.environment.config} any more (they do not run): {', '.join(orphans)}")
 
-    _run(action)
+    run_command(action)
 
 
 @exports_app.command()
@@ -198,7 +187,7 @@ def show(
             )
         out.print(table)
 
-    _run(action)
+    run_command(action)
 
 
 @exports_app.command()
@@ -231,7 +220,7 @@ def run(
         _print_result(result)
         return result
 
-    result = _run(action)
+    result = run_command(action)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -255,7 +244,7 @@ def run_due(config: ConfigOption = None, warehouse: WarehouseOption = None) -> N
             _err().print(f"[red]not run:[/] {problem}")
         return outcome.ok
 
-    if not _run(action):
+    if not run_command(action):
         raise typer.Exit(1)
 
 
@@ -274,7 +263,7 @@ def stop(
         else:
             _out().print(f"export {name!r} was already STOPPED")
 
-    _run(action)
+    run_command(action)
 
 
 @exports_app.command()
@@ -293,7 +282,7 @@ def validate(config: ConfigOption = None, warehouse: WarehouseOption = None) -> 
         out.print(f"{exports.path}: {len(exports.jobs)} export(s), no problems")
         return True
 
-    if not _run(action):
+    if not run_command(action):
         raise typer.Exit(1)
 
 

@@ -6,22 +6,19 @@ Mounted on the main command with ``register(app)``; also runnable on their own a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ctsync.errors import CtsyncError
+from ctsync.cli_support import run_command
 from ctsync.settings import load_settings
 
 console = Console()
 err_console = Console(stderr=True)
-
-T = TypeVar("T")
 
 WarehouseOption = Annotated[
     str | None,
@@ -33,14 +30,6 @@ def register(app: typer.Typer) -> None:
     """Add ``sync`` and ``status`` to ``app``."""
     app.command("sync")(sync)
     app.command("status")(status)
-
-
-def _run(action: Callable[[], T]) -> T:
-    try:
-        return action()
-    except CtsyncError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 def sync(
@@ -98,7 +87,7 @@ def sync(
                 wait_seconds=wait,
             )
 
-    summary = _run(action)
+    summary = run_command(action)
     _print_summary(summary)
     if summary.status != "succeeded":
         raise typer.Exit(1)
@@ -166,7 +155,7 @@ def status(
     def action() -> StatusReport:
         return recent_status(warehouse or load_settings().warehouse, limit=limit)
 
-    report = _run(action)
+    report = run_command(action)
     console.print(f"warehouse: {report.warehouse}", highlight=False)
     if report.loads:
         loads = Table(title="recent loads")
