@@ -14,7 +14,8 @@ It also prints how many non-null values each one keeps per event. The bare read 
 the first file's first 20,480 rows, so it drops every key that sample lacks (other events' properties,
 ``sessionProps``); ctsync keeps every key and adds Segment's standard columns, so it writes about twice
 as many values. A third run, ``--lossless-baseline``, times read_json keeping every key (the nested
-objects as JSON text) for a like-for-like reference.
+objects as JSON text) for a like-for-like reference. ``--floors`` times, each on its own, the two costs
+no loader of this layout avoids: parsing the files, and writing ctsync's finished tables from memory.
 """
 
 from __future__ import annotations
@@ -117,19 +118,74 @@ def values_kept(con: Any, tables: list[str]) -> int:
     return total
 
 
+def _staging_columns() -> str:
+    """The loader's own read_json columns: nested objects kept whole as JSON text."""
+    from ctsync.warehouse.events import TOP_LEVEL_COLUMNS
+
+    return "{" + ", ".join(f"'{name}': '{type_}'" for name, type_ in TOP_LEVEL_COLUMNS.items()) + "}"
+
+
+def parse_floor(folder: str) -> int:
+    """Only the parse: read_json of the loader's columns, every value touched, nothing stored."""
+    import duckdb
+
+    from ctsync.warehouse.events import TOP_LEVEL_COLUMNS
+
+    con = duckdb.connect()
+    touched = ", ".join(f"sum(length(cast({_quote(name)} as varchar)))" for name in TOP_LEVEL_COLUMNS)
+    row = con.execute(
+        f"select count(*), {touched} from read_json('{folder}/*.json.gz', format = 'newline_delimited', "
+        f"ignore_errors = true, columns = {_staging_columns()})"
+    ).fetchall()[0]
+    return int(row[0])
+
+
+def write_floor(source: str, warehouse: str) -> tuple[int, float]:
+    """Only the write: ctsync's finished event tables (``source``), first copied into memory, written into
+    a fresh DuckDB file the way the loader writes (row groups of 16,384; one transaction; commit and
+    checkpoint included). Returns the rows written and the seconds, timed from after the copy into memory."""
+    import duckdb
+
+    from ctsync.warehouse.connection import LOADER_ROW_GROUP_SIZE
+
+    con = duckdb.connect()
+    con.execute(f"attach '{source}' as source (read_only)")
+    tables = [
+        str(row[0])
+        for row in con.execute(
+            "select table_name from duckdb_tables() where database_name = 'source' "
+            "and schema_name = 'clevertap_prod' and table_name not in ('_loads', '_rejected')"
+        ).fetchall()
+    ]
+    for index, table in enumerate(tables):
+        con.execute(f"create temp table t{index} as select * from source.clevertap_prod.{_quote(table)}")
+    con.execute("detach source")
+    started = time.perf_counter()
+    con.execute(f"attach '{warehouse}' as target (row_group_size {LOADER_ROW_GROUP_SIZE})")
+    con.execute("create schema target.clevertap_prod")
+    con.begin()
+    rows = 0
+    for index, table in enumerate(tables):
+        name = f"target.clevertap_prod.{_quote(table)}"
+        con.execute(f"create table {name} as select * from t{index} where false")
+        rows += con.execute(f"insert into {name} select * from t{index}").fetchall()[0][0]
+    con.commit()
+    con.execute("checkpoint target")
+    return rows, time.perf_counter() - started
+
+
 def worker(kind: str, folder: str, warehouse: str) -> None:
     """One measurement, in its own process; prints JSON with seconds, rows and peak RSS."""
     started = time.perf_counter()
-    if kind in ("bare", "lossless"):
+    write_seconds = None
+    if kind == "parse":
+        rows = parse_floor(folder)
+    elif kind == "write":
+        rows, write_seconds = write_floor(folder, warehouse)
+    elif kind in ("bare", "lossless"):
         import duckdb
 
-        columns = ""
-        if kind == "lossless":  # the loader's own staging columns: nested objects kept whole as JSON text
-            from ctsync.warehouse.events import TOP_LEVEL_COLUMNS
-
-            columns = (
-                ", columns = {" + ", ".join(f"'{name}': '{type_}'" for name, type_ in TOP_LEVEL_COLUMNS.items()) + "}"
-            )
+        columns = f", columns = {_staging_columns()}" if kind == "lossless" else ""
         con = duckdb.connect(warehouse)
         con.execute(
             f"create table t as select * from read_json('{folder}/*.json.gz', format = 'newline_delimited', "
@@ -146,7 +202,7 @@ def worker(kind: str, folder: str, warehouse: str) -> None:
         if summary.failed:
             raise SystemExit(f"load failed: {summary.failed[0].error}")
         rows = summary.total("rows_inserted")
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started if write_seconds is None else write_seconds
     usage = resource.getrusage(resource.RUSAGE_SELF)
     values = None
     if kind in ("bare", "ctsync"):
@@ -178,13 +234,19 @@ def worker(kind: str, folder: str, warehouse: str) -> None:
     )
 
 
-def measure(kind: str, folder: Path, postgres: str | None = None) -> dict[str, float]:
+def measure(kind: str, folder: Path, postgres: str | None = None, *, floors: bool = False) -> dict[str, float]:
+    """One measurement in a fresh warehouse. ``floors`` (ctsync only): also time writing ctsync's finished
+    tables from memory into a fresh file (``write_seconds``)."""
     if kind == "postgres":
         assert postgres is not None
         return _measure_postgres(folder, postgres)
     workdir = tempfile.mkdtemp(prefix="ctsync-bench-")
     try:
-        return _run_worker(kind, folder, os.path.join(workdir, "bench.duckdb"))
+        result = _run_worker(kind, folder, os.path.join(workdir, "bench.duckdb"))
+        if floors:
+            written = _run_worker("write", Path(workdir) / "bench.duckdb", os.path.join(workdir, "copy.duckdb"))
+            result["write_seconds"] = written["seconds"]
+        return result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -235,6 +297,11 @@ def main() -> None:
         action="store_true",
         help="also time read_json keeping every key (nested objects as JSON text)",
     )
+    parser.add_argument(
+        "--floors",
+        action="store_true",
+        help="also time the two costs no loader avoids: parsing the files, and writing ctsync's tables",
+    )
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "FOLDER", "WAREHOUSE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.repeat < 1:
@@ -248,13 +315,19 @@ def main() -> None:
     raw = uncompressed_bytes(folder)
     files = len(list(folder.glob("*.json.gz")))
     print(f"input: {events:,} events in {files} files, {compressed / 1e6:.0f} MB gzip, {raw / 1e6:.0f} MB JSON")
-    bare, ours, pg, lossless = [], [], [], []
+    bare, ours, pg, lossless, parse = [], [], [], [], []
     for run in range(args.repeat):
         if args.lossless_baseline:
             lossless.append(measure("lossless", folder))
             print(f"run {run + 1}: read_json keeping every key {lossless[-1]['seconds']:.2f} s")
         bare.append(measure("bare", folder))
-        ours.append(measure("ctsync", folder))
+        ours.append(measure("ctsync", folder, floors=args.floors))
+        if args.floors:
+            parse.append(measure("parse", folder))
+            print(
+                f"run {run + 1}: parse only {parse[-1]['seconds']:.2f} s | "
+                f"writing ctsync's tables from memory {ours[-1]['write_seconds']:.2f} s"
+            )
         print(
             f"run {run + 1}: bare read_json {bare[-1]['seconds']:.2f} s ({bare[-1]['cpu_seconds']:.1f} CPU s) | "
             f"ctsync load {ours[-1]['seconds']:.2f} s ({ours[-1]['cpu_seconds']:.1f} CPU s, {ours[-1]['rows']:,} rows, "
@@ -292,6 +365,14 @@ def main() -> None:
     if lossless:
         lossless_s = statistics.median(m["seconds"] for m in lossless)
         print(f"read_json keeping every key  median {lossless_s:.2f} s; ratio ctsync / it: {ours_s / lossless_s:.2f}x")
+    if parse:
+        parse_s = statistics.median(m["seconds"] for m in parse)
+        write_s = statistics.median(m["write_seconds"] for m in ours)
+        print(
+            f"floor: parse only {parse_s:.2f} s + writing ctsync's tables {write_s:.2f} s = {parse_s + write_s:.2f} s, "
+            f"{(parse_s + write_s) / bare_s:.2f}x the bare read ({events / (parse_s + write_s):,.0f} events/s) "
+            "before any id, validation, dedup or column discovery"
+        )
     print()
     print("targets: >= 150,000 events/s at 1M events; <= 1.5x the bare read; peak RSS <= 2048 MiB at 10M events")
 
