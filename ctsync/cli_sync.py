@@ -52,6 +52,14 @@ def sync(
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for another sync (or DuckDB writer) to finish before giving up.")
     ] = 10.0,
+    keep_sent_days: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Days sent messages stay in the outbox before they are deleted; 0 keeps them all "
+            "[env CTSYNC_KEEP_SENT_DAYS; default 30].",
+        ),
+    ] = None,
 ) -> None:
     """Send Identify calls for audience entries/exits and changed computed traits to a destination."""
     from ctsync.engage.sync import SyncSummary, sync_destination
@@ -85,6 +93,7 @@ def sync(
                 dry_run=dry_run,
                 progress=on_progress,
                 wait_seconds=wait,
+                keep_sent_days=keep_sent_days,
             )
 
     summary = run_command(action)
@@ -131,6 +140,10 @@ def _print_summary(summary: object) -> None:
             f"run {summary.run_id}: {summary.status}",
             highlight=False,
         )
+        if summary.pruned:
+            console.print(
+                f"deleted {summary.pruned:,} old messages no run needs again from the outbox", highlight=False
+            )
     retired = [f"audience {key}" for key in summary.retired_audiences] + [
         f"trait {key}" for key in summary.retired_traits
     ]

@@ -40,6 +40,7 @@ def sync_audiences(
         "retried": summary.retried,
         "failed": summary.failed,
         "pending": summary.pending,
+        "pruned from the outbox": summary.pruned,
     }
     for name in summary.retired_audiences + summary.retired_traits:
         logger.warning("%s is no longer computed: nothing is sent for it", name)

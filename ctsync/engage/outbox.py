@@ -120,6 +120,40 @@ def count_pending(conn: sa.Connection, destination: str) -> int:
     )
 
 
+def prune_outbox(conn: sa.Connection, destination: str, *, before: datetime) -> int:
+    """Delete the messages no run needs again, last touched before ``before``; how many went.
+
+    Those are ``sent`` messages, and ``superseded`` ones that cannot have reached the destination
+    (never left unanswered) or that a later confirmed message outdates. Pending and rejected
+    messages, messages still in doubt, and the destination's latest ``seq`` (new messages number
+    on from it) always stay.
+    """
+    result = conn.execute(
+        sa.text(
+            f"""
+            delete from {OUTBOX} as o
+            where o.destination = :destination
+              and o.updated_at < :before
+              and o.seq < (select max(seq) from {OUTBOX} where destination = :destination)
+              and (
+                o.status = 'sent'
+                or (o.status = 'superseded' and (
+                    o.unanswered = 0
+                    or exists (
+                        select 1 from {STATE} as s
+                        where s.destination = o.destination and s.computation_class = o.computation_class
+                          and s.computation_key = o.computation_key and s.id_type = o.id_type
+                          and s.person_id = o.person_id and s.confirmed_seq > o.seq
+                    )
+                ))
+              )
+            """
+        ),
+        {"destination": destination, "before": before},
+    )
+    return int(result.rowcount)
+
+
 def read_pending(conn: sa.Connection, destination: str, *, after_seq: int, limit: int) -> PendingChunk:
     """The next ``limit`` pending messages after ``after_seq``, in send order."""
     # Find the seq range on the narrow columns first, then read the payloads of that range only.

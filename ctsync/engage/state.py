@@ -102,6 +102,14 @@ sync_runs = sa.Table(
     sa.Column("pending", sa.BigInteger, nullable=False, default=0, comment="left unconfirmed at the end"),
     sa.Column("retired_audiences", sa.Integer, nullable=False, default=0),
     sa.Column("retired_traits", sa.Integer, nullable=False, default=0),
+    sa.Column(
+        "pruned",
+        sa.BigInteger,
+        nullable=False,
+        default=0,
+        server_default=sa.text("0"),
+        comment="old messages no run needs again, deleted from the outbox",
+    ),
     sa.Column("error", sa.Text),
 )
 

@@ -24,7 +24,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from ctsync.engage.outbox import (
     count_pending,
     mark_handed,
     outbound_messages,
+    prune_outbox,
     read_pending,
     reconcile_outbox,
     record_results,
@@ -71,6 +72,9 @@ DEFAULT_CHUNK_SIZE = 25_000
 DEFAULT_COMMIT_LIMIT = 10_000
 """At most this many results share one transaction."""
 HEARTBEAT_SECONDS = 5.0
+KEEP_SENT_DAYS_ENV = "CTSYNC_KEEP_SENT_DAYS"
+DEFAULT_KEEP_SENT_DAYS = 30
+"""Sent and superseded messages stay in the outbox this many days (an audit trail), then go."""
 
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: phase ``diff`` (0, 0) when the diff starts, then ``send``."""
@@ -117,6 +121,8 @@ class SyncSummary:
     """Dry runs: a sample of what would be sent."""
     stopped_early: str | None = None
     """Why sending stopped before every pending message was tried, if it did."""
+    pruned: int = 0
+    """Messages older than the retention (``keep_sent_days``) deleted from the outbox, no longer needed."""
 
     @property
     def changes(self) -> int:
@@ -191,6 +197,7 @@ def sync_destination(
     engage_schema: str = ENGAGE_SCHEMA,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     preview_limit: int = 20,
+    keep_sent_days: int | None = None,
 ) -> SyncSummary:
     """Sync the current audiences and computed traits to one destination.
 
@@ -198,10 +205,15 @@ def sync_destination(
     of the same destination (or, on DuckDB, any other writer of the file) waits up to
     ``wait_seconds`` and then raises CtsyncError. A dry run computes the diff and a preview,
     records the run as a dry run, and sends and stores nothing else.
+
+    After sending, messages no later run needs (sent, or superseded and never in doubt) that are
+    older than ``keep_sent_days`` (else ``CTSYNC_KEEP_SENT_DAYS``, else 30) leave the outbox; 0 keeps
+    them all.
     """
     env = os.environ if environ is None else environ
     if chunk_size < 1:
         raise CtsyncError("chunk_size must be at least 1")
+    keep_days = resolve_keep_sent_days(keep_sent_days, env)
     target = parse_warehouse(warehouse)
     if target.kind == "duckdb" and not Path(target.location).is_file():
         raise CtsyncError(f"no warehouse at {target.location}: load data and run `dbt build` first")
@@ -213,6 +225,7 @@ def sync_destination(
         preview_limit=preview_limit,
         progress=progress,
         crash=_CrashHook.from_environ(env),
+        keep_sent_days=keep_days,
     )
     owned = destination is None
     dest = (
@@ -233,6 +246,23 @@ def sync_destination(
     finally:
         if owned:
             dest.close()
+
+
+def resolve_keep_sent_days(value: int | None, environ: Mapping[str, str]) -> int:
+    """Days sent messages stay in the outbox: ``value``, else ``CTSYNC_KEEP_SENT_DAYS``, else 30."""
+    source = "keep_sent_days"
+    if value is None:
+        text = environ.get(KEEP_SENT_DAYS_ENV, "").strip()
+        if not text:
+            return DEFAULT_KEEP_SENT_DAYS
+        source = KEEP_SENT_DAYS_ENV
+        try:
+            value = int(text)
+        except ValueError:
+            raise CtsyncError(f"{KEEP_SENT_DAYS_ENV} must be a whole number of days, not {text!r}") from None
+    if value < 0:
+        raise CtsyncError(f"{source} must be 0 (keep every message) or a number of days, not {value}")
+    return value
 
 
 class _CrashHook:
@@ -271,6 +301,7 @@ class _Run:
     preview_limit: int
     progress: Progress | None
     crash: _CrashHook
+    keep_sent_days: int = DEFAULT_KEEP_SENT_DAYS
     commit_limit: int = DEFAULT_COMMIT_LIMIT
     run_id: str = ""
     _last_heartbeat: float = 0.0
@@ -297,6 +328,11 @@ class _Run:
                 self._send(conn, dialect, dest, summary)
                 with conn.begin():
                     summary.pending = count_pending(conn, self.destination_name)
+                if self.keep_sent_days:
+                    with conn.begin():
+                        summary.pruned = prune_outbox(
+                            conn, self.destination_name, before=now() - timedelta(days=self.keep_sent_days)
+                        )
                 summary.status = (
                     "succeeded"
                     if summary.pending == 0 and summary.rejected == 0 and not summary.stopped_early
@@ -507,7 +543,7 @@ class _Run:
                 .values(status=summary.status, finished_at=now(), error=error, **_counter_values(summary))
             )
         logger.info(
-            "%s: run %s %s: %d sent, %d rejected, %d failed, %d retried, %d pending",
+            "%s: run %s %s: %d sent, %d rejected, %d failed, %d retried, %d pending, %d old messages pruned",
             self.destination_name,
             self.run_id,
             summary.status,
@@ -516,6 +552,7 @@ class _Run:
             summary.failed,
             summary.retried,
             summary.pending,
+            summary.pruned,
         )
 
     def _abandon(self, conn: sa.Connection, summary: SyncSummary, exc: BaseException) -> None:
@@ -554,6 +591,7 @@ _COUNTERS = (
     "pending",
     "retired_audiences",
     "retired_traits",
+    "pruned",
 )
 
 
@@ -682,6 +720,8 @@ class RunStatus:
     retired_audiences: int
     retired_traits: int
     error: str | None
+    pruned: int = 0
+    """Absent (0) in runs recorded before the column existed."""
 
 
 @dataclass(frozen=True)
@@ -775,7 +815,18 @@ def _recent_loads(conn: sa.Connection, limit: int) -> list[LoadStatus]:
 def _recent_runs(conn: sa.Connection, limit: int) -> list[RunStatus]:
     if STATE_SCHEMA not in _tables(conn, "sync_runs"):
         return []
-    rows = conn.execute(sa.select(sync_runs).order_by(sync_runs.c.started_at.desc()).limit(limit)).all()
+    present = {
+        str(name)
+        for (name,) in conn.execute(
+            sa.text(
+                "select column_name from information_schema.columns where table_schema = :schema and table_name = :table"
+            ),
+            {"schema": STATE_SCHEMA, "table": sync_runs.name},
+        )
+    }
+    # ``status`` only reads: a warehouse synced by an older ctsync may lack newer columns.
+    columns = [column for column in sync_runs.columns if column.name in present]
+    rows = conn.execute(sa.select(*columns).order_by(sync_runs.c.started_at.desc()).limit(limit)).all()
     return [RunStatus(**row._asdict()) for row in rows]
 
 
