@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -171,6 +172,26 @@ class SegmentTestServer:
         self._process.join(timeout=10)
 
 
+def time_retention(warehouse: Path) -> tuple[int, int, float]:
+    """Age every outbox message past the retention, then time the delete a run ends with."""
+    from ctsync.engage.outbox import prune_outbox
+    from ctsync.engage.state import now
+    from ctsync.warehouse.connection import parse_warehouse
+    from ctsync.warehouse.state import state_engine
+
+    with duckdb.connect(str(warehouse)) as con:
+        messages = _count(con, "select count(*) from ctsync.sync_outbox")
+        con.execute("update ctsync.sync_outbox set updated_at = updated_at - interval '40 days'")
+    engine = state_engine(parse_warehouse(str(warehouse)))
+    try:
+        clock = time.perf_counter()
+        with engine.begin() as conn:
+            deleted = prune_outbox(conn, "bench", before=now() - timedelta(days=30))
+        return messages, deleted, time.perf_counter() - clock
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=1_000_000)
@@ -226,6 +247,8 @@ def main() -> None:
                 f"status {summary.status}"
             )
         print(f"the Segment test server accepted {received:,} messages")
+        messages, deleted, seconds = time_retention(warehouse)
+        print(f"retention: deleting {deleted:,} of {messages:,} outbox messages (all past it) took {seconds:.2f} s")
         diff_median = statistics.median(diffs)
         rate_median = statistics.median(rates)
         print(
