@@ -819,7 +819,8 @@ def _recent_runs(conn: sa.Connection, limit: int) -> list[RunStatus]:
         str(name)
         for (name,) in conn.execute(
             sa.text(
-                "select column_name from information_schema.columns where table_schema = :schema and table_name = :table"
+                "select column_name from information_schema.columns "
+                "where table_schema = :schema and table_name = :table"
             ),
             {"schema": STATE_SCHEMA, "table": sync_runs.name},
         )
