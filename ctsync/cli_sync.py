@@ -7,15 +7,19 @@ Mounted on the main command with ``register(app)``; also runnable on their own a
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ctsync.cli_support import run_command
 from ctsync.settings import load_settings
+
+if TYPE_CHECKING:  # the engine is imported when a command runs, not for --help
+    from ctsync.engage.sync import RunStatus, StatusReport
 
 console = Console()
 err_console = Console(stderr=True)
@@ -163,67 +167,92 @@ def status(
     limit: Annotated[int, typer.Option(help="How many loads and sync runs to show.")] = 10,
 ) -> None:
     """Show recent loads, recent sync runs with their counts, and messages waiting to be sent."""
-    from ctsync.engage.sync import StatusReport, recent_status
+    from ctsync.engage.sync import recent_status
 
     def action() -> StatusReport:
         return recent_status(warehouse or load_settings().warehouse, limit=limit)
 
     report = run_command(action)
-    console.print(f"warehouse: {report.warehouse}", highlight=False)
-    if report.loads:
-        loads = Table(title="recent loads")
-        for column in ("started", "schema", "load", "files", "loaded", "failed", "new rows", "rejected rows"):
-            loads.add_column(
-                column,
-                no_wrap=column == "started",
-                justify="left" if column in ("started", "schema", "load") else "right",
-            )
+    for part in status_parts(report):
+        console.print(part, highlight=False)
+
+
+def status_parts(report: StatusReport) -> list[str | Table]:
+    """What ``ctsync status`` prints, one part a line or a table; it fits an 80-column terminal.
+
+    One table per schema and per destination, newest first, so neither needs a column of its own.
+    """
+    parts: list[str | Table] = [f"warehouse: {report.warehouse}"]
+    for schema in dict.fromkeys(load.schema for load in report.loads):
+        loads = _compact_table(f"recent loads into {schema}")
+        for column in ("started", "load", "files", "loaded", "failed", "new rows", "rejected rows"):
+            loads.add_column(column, no_wrap=True, justify="left" if column in ("started", "load") else "right")
         for load in report.loads:
-            loads.add_row(
-                _when(load.started_at),
-                load.schema,
-                load.load_id,
-                f"{load.files:,}",
-                f"{load.loaded:,}",
-                f"{load.failed + load.interrupted:,}",
-                f"{load.rows_inserted:,}",
-                f"{load.rows_rejected:,}",
-            )
-        console.print(loads)
-    else:
-        console.print("no loads yet")
-    if report.runs:
-        runs = Table(title="recent sync runs")
-        columns = ("started", "destination", "status", "entered", "exited", "traits", "sent", "rejected", "retried")
-        for column in (*columns, "failed", "retired"):
-            runs.add_column(column, no_wrap=column in columns[:3], justify="left" if column in columns[:3] else "right")
-        for run in report.runs:
+            if load.schema == schema:
+                loads.add_row(
+                    _when(load.started_at),
+                    load.load_id[:LOAD_ID_SHOWN],
+                    f"{load.files:,}",
+                    f"{load.loaded:,}",
+                    f"{load.failed + load.interrupted:,}",
+                    f"{load.rows_inserted:,}",
+                    f"{load.rows_rejected:,}",
+                )
+        parts.append(loads)
+    if not report.loads:
+        parts.append("no loads yet")
+    for destination in dict.fromkeys(run.destination for run in report.runs):
+        runs = _compact_table(f"recent sync runs to {destination}")
+        for column in ("started", "status", "entered", "exited", "traits", "sent"):
+            runs.add_column(column, no_wrap=True, justify="left" if column in ("started", "status") else "right")
+        mine = [run for run in report.runs if run.destination == destination]
+        for run in mine:
             runs.add_row(
                 _when(run.started_at),
-                run.destination,
                 "dry run" if run.dry_run else run.status,
                 f"{run.entered:,}",
                 f"{run.exited:,}",
                 f"{run.traits_changed:,}",
                 f"{run.sent:,}",
-                f"{run.rejected:,}",
-                f"{run.retried:,}",
-                f"{run.failed:,}",
-                f"{run.retired_audiences + run.retired_traits:,}",
             )
-        console.print(runs)
-    else:
-        console.print("no sync runs yet")
+        parts.append(runs)
+        # Other counts under the table, only for runs that have any: no column for a mostly-zero count.
+        for run in mine:
+            if problems := _run_problems(run):
+                parts.append(f"{_when(run.started_at)} {run.status}: {problems}")
+    if not report.runs:
+        parts.append("no sync runs yet")
     for waiting in report.outbox:
-        console.print(
+        parts.append(
             f"{waiting.destination}: {waiting.pending:,} pending and {waiting.rejected:,} rejected messages "
-            "wait for the next sync" + (f" (run {waiting.locked_by} is syncing now)" if waiting.locked_by else ""),
-            highlight=False,
+            "wait for the next sync" + (f" (run {waiting.locked_by} is syncing now)" if waiting.locked_by else "")
         )
+    return parts
+
+
+LOAD_ID_SHOWN = 8
+"""Characters of a load id ``status`` shows (the full id is in ``_loads.load_id``)."""
+
+
+def _compact_table(title: str) -> Table:
+    """A table without vertical rules or outer padding."""
+    return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title_justify="left")
+
+
+def _run_problems(run: RunStatus) -> str:
+    """A run's other counts, only those that are not zero (``rejected 2, retried 5``)."""
+    counts = (
+        ("rejected", run.rejected),
+        ("retried", run.retried),
+        ("failed", run.failed),
+        ("pending", run.pending),
+        ("retired", run.retired_audiences + run.retired_traits),
+    )
+    return ", ".join(f"{name} {count:,}" for name, count in counts if count)
 
 
 def _when(moment: datetime | None) -> str:
-    return "" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
+    return "" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
 
 
 app = typer.Typer(name="ctsync", add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)

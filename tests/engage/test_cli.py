@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -161,3 +164,43 @@ def test_status_on_a_warehouse_without_anything(tmp_path: Path) -> None:
     assert "no sync runs yet" in text(result)
     missing = runner.invoke(app, ["status", "--warehouse", str(tmp_path / "nope.duckdb")], env=sync_environment())
     assert missing.exit_code == 2
+
+
+def _render(parts: list[object], width: int) -> list[str]:
+    from rich.console import Console
+
+    out = Console(width=width, record=True, file=io.StringIO())
+    for part in parts:
+        out.print(part)
+    return out.export_text().splitlines()
+
+
+def test_status_fits_an_80_column_terminal_with_large_counts() -> None:
+    from ctsync.cli_sync import status_parts
+    from ctsync.engage.sync import LoadStatus, RunStatus, StatusReport
+
+    when = datetime(2026, 11, 24, 9, 43, 12, tzinfo=UTC)
+    load = LoadStatus("clevertap_prod", "ec95c6ff0a1b4c2d", when, when, 1_094, 1_090, 3, 1, 10_000_000, 12_345)
+    counts = dict(entered=1_980_715, exited=19_671, traits_changed=120_000, sent=2_120_386, superseded=0)
+    problems = dict(rejected=1_234, retried=56, failed=7, pending=1_297, retired_audiences=1, retired_traits=0)
+    quiet = dict.fromkeys(problems, 0)
+    runs = [
+        RunStatus("r1", "marketing_eu", "segment", when, when, "incomplete", False, **counts, **problems, error=None),
+        RunStatus("r2", "clevertap", "clevertap", when, when, "succeeded", False, **counts, **quiet, error=None),
+    ]
+    report = StatusReport("/data/warehouse.duckdb", [load, replace(load, schema="clevertap_eu_app")], runs, [])
+
+    lines = _render(status_parts(report), 80)
+
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    text = "\n".join(lines)
+    assert "…" not in text  # nothing cut short
+    for shown in ("2026-11-24 09:43", "ec95c6ff", "clevertap_eu_app", "10,000,000", "12,345", "1,980,715", "2,120,386"):
+        assert shown in text
+    for title in ("recent loads into clevertap_prod", "recent loads into clevertap_eu_app"):
+        assert title in text
+    for title in ("recent sync runs to marketing_eu", "recent sync runs to clevertap"):
+        assert title in text
+    problem_line = "2026-11-24 09:43 incomplete: rejected 1,234, retried 56, failed 7, pending 1,297, retired 1"
+    assert problem_line in " ".join(text.split())
+    assert "succeeded:" not in text  # nothing else to say about that run
