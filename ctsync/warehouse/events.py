@@ -395,29 +395,42 @@ def build_keys(
     con.execute(
         """
         create or replace temp table _ct_candidates as
-        with hashed as (
+        with valid as (
             select staged.rowid as row_ref, staged.file_id, staged.line_no, staged.eventName, staged.ts_local,
-                files.series, staged.content_hash
+                staged.content_hash
             from _ct_rows as staged
-            join _ct_files as files using (file_id)
             where staged.reason is null
+        ),
+        repeated as (
+            -- Most events are unique in their batch: only repeated contents need numbering.
+            select content_hash from valid group by content_hash having count(*) > 1
         ),
         numbered as (
             -- Identical events in one export run's file series are distinct events (the k-th copy gets
             -- its own id); the same event in two series (overlapping exports) is one event.
-            select *, row_number() over (partition by series, content_hash order by file_id, line_no) as occurrence
-            from hashed
+            select valid.*,
+                row_number() over (partition by files.series, valid.content_hash order by valid.file_id, valid.line_no)
+                    as occurrence
+            from valid
+            join _ct_files as files using (file_id)
+            where valid.content_hash in (select content_hash from repeated)
+        ),
+        ids as (
+            select row_ref, file_id, content_hash as id, eventName, ts_local
+            from valid
+            where content_hash not in (select content_hash from repeated)
+            union all
+            select * from (
+                select row_ref, file_id,
+                    case when occurrence = 1 then content_hash else md5(content_hash || '#' || occurrence) end as id,
+                    eventName, ts_local
+                from numbered
+            )
+            qualify row_number() over (partition by id order by file_id) = 1
         )
-        select
-            rows.row_ref,
-            rows.file_id,
-            case when occurrence = 1 then content_hash
-                 else md5(content_hash || '#' || occurrence) end as id,
-            names.event,
-            timezone(?, rows.ts_local) as "timestamp"
-        from numbered as rows
+        select rows.row_ref, rows.file_id, rows.id, names.event, timezone(?, rows.ts_local) as "timestamp"
+        from ids as rows
         join _ct_event_names as names on names.event_text = rows.eventName
-        qualify row_number() over (partition by id order by rows.file_id) = 1
         """,
         [timezone],
     )
