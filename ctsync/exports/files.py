@@ -229,8 +229,19 @@ def first_line(data: bytes) -> bytes:
     return first_lines(data, 1)[0]
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+"""A byte order mark some tools write at the start of a UTF-8 file: not part of the first line."""
+
+
 def first_lines(data: bytes, count: int) -> list[bytes]:
     """The first ``count`` lines of the (decompressed) content, read lazily from gzip data."""
+    lines = _first_lines(data, count)
+    if lines and lines[0].startswith(UTF8_BOM):
+        lines[0] = lines[0][len(UTF8_BOM) :]
+    return lines
+
+
+def _first_lines(data: bytes, count: int) -> list[bytes]:
     if is_gzip(data):
         # Small steps: only as much is inflated as the first lines need, not the whole file.
         decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ctsync.naming import VARIANT_SUFFIX, fit_identifier, quote_identifier
-from ctsync.warehouse.structure import Leaf
+from ctsync.naming import VARIANT_SUFFIX, fit_identifier
+from ctsync.warehouse.structure import Leaf, ObjectReader
 
 NUMERIC_KINDS = frozenset({"BIGINT", "UBIGINT", "DOUBLE"})
 INTEGER_KINDS = frozenset({"BIGINT", "UBIGINT"})
@@ -86,13 +86,12 @@ def value_sql(text: str, column_type: str) -> tuple[str, str | None]:
     return value, f"case when {text} is not null and ({value}) is null then {text} end"
 
 
-def plan_expressions(plan: ColumnPlan, struct: str) -> tuple[str, str | None]:
+def plan_expressions(plan: ColumnPlan, reader: ObjectReader) -> tuple[str, str | None]:
     """Value and variant SQL for a column, coalescing its leaves in their listed order."""
     values: list[str] = []
     variants: list[str] = []
     for leaf in plan.leaves:
-        access = struct + "".join("." + quote_identifier(key) for key in leaf.path)
-        value, variant = value_sql(access, plan.type)
+        value, variant = value_sql(reader.access(leaf.path), plan.type)
         values.append(value)
         if variant is not None:
             variants.append(variant)

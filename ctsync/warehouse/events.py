@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from ctsync.exports.files import decompress, is_gzip
-from ctsync.naming import event_table, property_column, quote_identifier
-from ctsync.warehouse.structure import Leaf, discover, leaves
+from ctsync.exports.files import UTF8_BOM, decompress, is_gzip
+from ctsync.naming import event_table, property_column
+from ctsync.warehouse.structure import Leaf, ObjectReader, discover, leaves
 from ctsync.warehouse.targets import Target
 
 TOP_LEVEL_COLUMNS = {
@@ -221,6 +221,8 @@ def split_lines(data: bytes, url: str, header: bool) -> ExactLines:
     pieces = content.split(b"\n")
     if pieces and pieces[-1] == b"":
         pieces.pop()
+    if pieces and pieces[0].startswith(UTF8_BOM):
+        pieces[0] = pieces[0][len(UTF8_BOM) :]
     for index, piece in enumerate(pieces):
         line = piece[:-1] if piece.endswith(b"\r") else piece
         if index == 0 and header:
@@ -300,38 +302,23 @@ class IdentifierPriority:
 
 @dataclass
 class ContextPlan:
-    """Context columns (all VARCHAR) and the json_transform specs that fill them."""
+    """Context columns (all VARCHAR) and how the event-row query reads the objects that fill them."""
 
     columns: list[tuple[str, str]]  # (column, SQL expression)
-    profile_spec: str
-    device_spec: str
-    session_spec: str
+    profile: ObjectReader
+    device: ObjectReader
+    session: ObjectReader
 
 
 def _context_columns(
-    tree_leaves: list[Leaf], struct: str, prefix: str, mapping: dict[str, str] | None = None
+    tree_leaves: list[Leaf], reader: ObjectReader, prefix: str, mapping: dict[str, str] | None = None
 ) -> list[tuple[str, str]]:
     result = []
     for leaf in tree_leaves:
         column = (mapping or {}).get(leaf.path[0]) if len(leaf.path) == 1 else None
         column = column or property_column(leaf.path, prefix=prefix)
-        access = struct + "".join("." + quote_identifier(key) for key in leaf.path)
-        result.append((column, f"cast({access} as varchar)"))
+        result.append((column, f"cast({reader.access(leaf.path)} as varchar)"))
     return result
-
-
-def _varchar_spec(tree_leaves: list[Leaf], extra: Sequence[str] = ()) -> str:
-    spec: dict[str, object] = {key: "VARCHAR" for key in extra}
-    for leaf in tree_leaves:
-        node = spec
-        for key in leaf.path[:-1]:
-            child = node.get(key)
-            if not isinstance(child, dict):
-                child = {}
-                node[key] = child
-            node = child
-        node[leaf.path[-1]] = "VARCHAR"
-    return json.dumps(spec)
 
 
 def plan_context(con: duckdb.DuckDBPyConnection, priority: IdentifierPriority) -> ContextPlan:
@@ -341,24 +328,28 @@ def plan_context(con: duckdb.DuckDBPyConnection, priority: IdentifierPriority) -
         return leaves(discover(con, "_ct_rows", column, where=where, shapes=KEY_SHAPES[column]).get(None, {}))
 
     profile, device, session = found("profile"), found("deviceInfo"), found("sessionProps")
+    # The identifier fields first: of two keys that differ only in case, they get the STRUCT.
+    profile_keys = [(key,) for key in dict.fromkeys([*priority.user_id, priority.anonymous_id, "objectId", "identity"])]
+    profile_reader = ObjectReader.plan("profile", "p", [*profile_keys, *(leaf.path for leaf in profile)])
+    device_reader = ObjectReader.plan("deviceInfo", "d", [leaf.path for leaf in device])
+    session_reader = ObjectReader.plan("sessionProps", "s", [leaf.path for leaf in session])
     columns = (
-        _context_columns(profile, "p", "context_traits_")
-        + _context_columns(device, "d", "context_device_")
-        + _context_columns(session, "s", "context_session_", UTM_CONTEXT)
+        _context_columns(profile, profile_reader, "context_traits_")
+        + _context_columns(device, device_reader, "context_device_")
+        + _context_columns(session, session_reader, "context_session_", UTM_CONTEXT)
     )
     # Two source keys can land in one column (spellings): coalesce them, in discovery order.
     merged: dict[str, list[str]] = {}
     for column, expression in columns:
         merged.setdefault(column, []).append(expression)
-    profile_keys = [*priority.user_id, priority.anonymous_id, "objectId", "identity"]
     return ContextPlan(
         columns=[
             (column, exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})")
             for column, exprs in merged.items()
         ],
-        profile_spec=_varchar_spec(profile, profile_keys),
-        device_spec=_varchar_spec(device),
-        session_spec=_varchar_spec(session),
+        profile=profile_reader,
+        device=device_reader,
+        session=session_reader,
     )
 
 
@@ -374,13 +365,6 @@ def register_event_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
         [list(mapping), list(mapping.values())],
     )
     return mapping
-
-
-def _transform(column: str, spec: str) -> str:
-    if spec == "{}":
-        return "null"
-    quoted = spec.replace("'", "''")
-    return f"json_transform({column}, '{quoted}')"
 
 
 def build_keys(
@@ -442,11 +426,11 @@ def build_keys(
     )
 
 
-def identifier_sql(priority: IdentifierPriority) -> tuple[str, str]:
-    """``user_id`` and ``anonymous_id`` from the parsed profile ``p`` (first non-empty field wins)."""
+def identifier_sql(priority: IdentifierPriority, profile: ObjectReader) -> tuple[str, str]:
+    """``user_id`` and ``anonymous_id`` from the profile (first non-empty field wins)."""
 
     def field(name: str) -> str:
-        return f"nullif(trim(p.{quote_identifier(name)}), '')"
+        return f"nullif(trim({profile.access((name,))}), '')"
 
     return f"coalesce({', '.join(field(name) for name in priority.user_id)})", field(priority.anonymous_id)
 
@@ -456,15 +440,18 @@ def event_rows_sql(
 ) -> tuple[str, list[object]]:
     """The SELECT of one event table's new rows: keys, ids, the raw JSON, and the parsed context objects."""
     placeholders = ", ".join("?" for _ in event_names)
-    user_id, anonymous_id = identifier_sql(priority)
+    user_id, anonymous_id = identifier_sql(priority, context.profile)
+    readers = (context.profile, context.device, context.session)
+    # The JSON text itself only where some key is read by path (keys that differ only in case).
+    raw_objects = "".join(f" rows.{reader.json_column}," for reader in readers if reader.by_path)
     sql = f"""
         select *, {user_id} as user_id, {anonymous_id} as anonymous_id
         from (
         select keys.*, rows.eventName as event_text, cast(? as timestamp with time zone) as received_at,
-            rows.eventProps, rows.controlGroupName,
-            {_transform("rows.profile", context.profile_spec)} as p,
-            {_transform("rows.deviceInfo", context.device_spec)} as d,
-            {_transform("rows.sessionProps", context.session_spec)} as s
+            rows.eventProps, rows.controlGroupName,{raw_objects}
+            {context.profile.transform_sql("rows.profile")} as p,
+            {context.device.transform_sql("rows.deviceInfo")} as d,
+            {context.session.transform_sql("rows.sessionProps")} as s
         from _ct_keys as keys
         join (select rowid as row_ref, * from _ct_rows where eventName in ({placeholders})) as rows using (row_ref)
         where keys.is_new and keys.event = ?

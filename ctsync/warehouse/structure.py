@@ -13,10 +13,12 @@ are kept as JSON text. All of it runs in DuckDB over the whole batch, never row 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
+
+from ctsync.naming import quote_identifier
 
 SAMPLE_ROWS = 20_000
 """Rows per group whose value kinds are read to choose new columns' types."""
@@ -212,20 +214,72 @@ def leaves(tree: dict[str, Node], prefix: tuple[str, ...] = ()) -> list[Leaf]:
     return result
 
 
-def text_spec(leaf_list: Sequence[Leaf]) -> str:
-    """The json_transform structure (as JSON text) that reads every leaf as text.
+def text_spec(paths: Iterable[tuple[str, ...]]) -> str:
+    """The json_transform structure (as JSON text) that reads every path as text.
 
     Text is lossless for every JSON value: strings as they are, numbers and booleans in
     DuckDB's canonical rendering, arrays and objects as JSON.
     """
     spec: dict[str, object] = {}
-    for leaf in leaf_list:
+    for path in paths:
         node = spec
-        for key in leaf.path[:-1]:
+        for key in path[:-1]:
             child = node.get(key)
             if not isinstance(child, dict):
                 child = {}
                 node[key] = child
             node = child
-        node[leaf.path[-1]] = "VARCHAR"
+        node[path[-1]] = "VARCHAR"
     return json.dumps(spec)
+
+
+def struct_paths(paths: Iterable[tuple[str, ...]]) -> set[tuple[str, ...]]:
+    """The key paths one json_transform STRUCT can hold.
+
+    DuckDB's STRUCT field names ignore case, so a structure with both ``Email`` and ``email``
+    under one parent is refused. Of keys that differ only in case under one parent, the first
+    listed goes into the STRUCT; the others are read by JSON path, which matches keys exactly.
+    """
+    claimed: dict[tuple[str, ...], dict[str, str]] = {}
+    held: set[tuple[str, ...]] = set()
+    for path in paths:
+        for depth, key in enumerate(path):
+            if claimed.setdefault(path[:depth], {}).setdefault(key.lower(), key) != key:
+                break
+        else:
+            held.add(path)
+    return held
+
+
+@dataclass(frozen=True)
+class ObjectReader:
+    """How a query reads the leaves of one JSON column: a json_transform into the STRUCT ``struct``
+    for most, a JSON path (``json_extract_string``) for keys the STRUCT cannot hold (see
+    :func:`struct_paths`). Both give the same text for a value."""
+
+    json_column: str
+    """The JSON column as the query that reads the leaves sees it."""
+    struct: str
+    in_struct: frozenset[tuple[str, ...]]
+    by_path: bool = False
+    """Some leaf is read by JSON path: the query must carry the JSON column itself."""
+
+    @classmethod
+    def plan(cls, json_column: str, struct: str, paths: Sequence[tuple[str, ...]]) -> ObjectReader:
+        """``paths`` in priority order: of two that differ only in case, the first gets the STRUCT."""
+        held = struct_paths(paths)
+        return cls(json_column, struct, frozenset(held), by_path=any(tuple(path) not in held for path in paths))
+
+    def transform_sql(self, column_sql: str | None = None) -> str:
+        """The json_transform that makes the STRUCT (``null`` when it holds nothing), reading
+        ``column_sql`` (default: the JSON column)."""
+        if not self.in_struct:
+            return "null"
+        spec = text_spec(sorted(self.in_struct)).replace("'", "''")
+        return f"json_transform({column_sql or self.json_column}, '{spec}')"
+
+    def access(self, path: Sequence[str]) -> str:
+        """SQL for the text of the value at ``path`` (NULL when absent or JSON null)."""
+        if tuple(path) in self.in_struct:
+            return self.struct + "".join("." + quote_identifier(key) for key in path)
+        return f"json_extract_string({self.json_column}, '{json_path(path).replace(chr(39), chr(39) * 2)}')"

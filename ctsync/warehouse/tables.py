@@ -9,7 +9,7 @@ import duckdb
 
 from ctsync.naming import property_column
 from ctsync.warehouse.columns import ColumnPlan, new_column_type, plan_expressions, variant_column, widened_type
-from ctsync.warehouse.structure import Leaf, text_spec
+from ctsync.warehouse.structure import Leaf, ObjectReader
 from ctsync.warehouse.targets import Catalog, Target, canonical_type
 
 
@@ -53,10 +53,6 @@ def plan_columns(object_leaves: list[Leaf], current: dict[str, str], reserved: f
     return result
 
 
-def sql_string(value: str) -> str:
-    return value.replace("'", "''")
-
-
 def write_object_rows(
     duck: duckdb.DuckDBPyConnection,
     target: Target,
@@ -79,11 +75,12 @@ def write_object_rows(
     current = existing.get(table, {})
     plans = plan_columns(object_leaves, current, frozenset(column.name for column in base))
     all_leaves = [leaf for plan in plans for leaf in plan.leaves]
+    reader = ObjectReader.plan(json_column, "object_values", [leaf.path for leaf in all_leaves])
     columns: list[tuple[str, str]] = [(column.name, column.type) for column in base]
     expressions = [f"{column.expression}" for column in base]
     speculative: list[str] = []
     for plan in plans:
-        value, variant = plan_expressions(plan, "object_values")
+        value, variant = plan_expressions(plan, reader)
         columns.append((plan.name, plan.type))
         expressions.append(value)
         if not plan.exists:
@@ -101,6 +98,7 @@ def write_object_rows(
         for plan in plans:
             if plan.widen_from is not None:
                 target.alter_type(schema, table, plan.name, plan.type, existing)
-    transform = f"json_transform({json_column}, '{sql_string(text_spec(all_leaves))}')" if all_leaves else "null"
-    select_sql = f"select {', '.join(expressions)} from (select *, {transform} as object_values from ({source}))"
+    select_sql = (
+        f"select {', '.join(expressions)} from (select *, {reader.transform_sql()} as object_values from ({source}))"
+    )
     return target.write(duck, schema, table, columns, select_sql, params, existing, speculative)

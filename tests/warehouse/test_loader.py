@@ -340,6 +340,18 @@ def test_plain_crlf_files_without_header_and_unnamed_files(tmp_path: Path, wareh
     assert summary.total("rows_inserted") == 2 and summary.total("rows_rejected") == 0
 
 
+def test_a_byte_order_mark_at_the_start_of_a_file_is_not_part_of_its_first_line(tmp_path: Path, warehouse: str) -> None:
+    folder = tmp_path / "bom"
+    records = [event("App Launched", 20240312094500 + second, identity=f"u{second}") for second in range(3)]
+    write_export(folder / "plain.json", [b"\xef\xbb\xbf" + json.dumps(records[0]).encode()], compress=False)
+    write_export(folder / "header.json.gz", [b"\xef\xbb\xbfApp Launched", records[1], records[2]])
+    summary = load_export_files([str(folder)], OPTIONS, warehouse=warehouse)
+    assert not summary.failed, [f.error for f in summary.failed]
+    assert (summary.total("rows_inserted"), summary.total("rows_rejected"), summary.total("header_lines")) == (3, 0, 1)
+    rows = query(warehouse, f"select user_id from {SCHEMA}.app_launched order by 1")
+    assert rows == [("u0",), ("u1",), ("u2",)]
+
+
 def test_a_path_that_matches_nothing_is_an_error(tmp_path: Path, warehouse: str) -> None:
     with pytest.raises(CtsyncError, match="matches no export file"):
         load_export_files([str(tmp_path / "missing" / "*.json.gz")], OPTIONS, warehouse=warehouse)
