@@ -51,8 +51,14 @@ class Leaf:
 
 
 def json_path(path: Sequence[str]) -> str:
-    """A DuckDB JSON path for a key path, every key quoted (keys may hold spaces, dots, $)."""
-    return "$" + "".join('."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"' for key in path)
+    """A JSON Pointer (RFC 6901) for a key path: exact for every key, the empty one and those with
+    spaces, dots, quotes or ``$`` included (DuckDB's ``$.""`` path refuses an empty key)."""
+    return "".join("/" + key.replace("~", "~0").replace("/", "~1") for key in path)
+
+
+def sql_literal(text: str) -> str:
+    """``text`` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def discover(
@@ -238,13 +244,14 @@ def struct_paths(paths: Iterable[tuple[str, ...]]) -> set[tuple[str, ...]]:
 
     DuckDB's STRUCT field names ignore case, so a structure with both ``Email`` and ``email``
     under one parent is refused. Of keys that differ only in case under one parent, the first
-    listed goes into the STRUCT; the others are read by JSON path, which matches keys exactly.
+    listed goes into the STRUCT; the others, and paths through an empty key (no STRUCT field can
+    be named ""), are read by JSON path, which matches keys exactly.
     """
     claimed: dict[tuple[str, ...], dict[str, str]] = {}
     held: set[tuple[str, ...]] = set()
     for path in paths:
         for depth, key in enumerate(path):
-            if claimed.setdefault(path[:depth], {}).setdefault(key.lower(), key) != key:
+            if not key or claimed.setdefault(path[:depth], {}).setdefault(key.lower(), key) != key:
                 break
         else:
             held.add(path)
@@ -282,4 +289,4 @@ class ObjectReader:
         """SQL for the text of the value at ``path`` (NULL when absent or JSON null)."""
         if tuple(path) in self.in_struct:
             return self.struct + "".join("." + quote_identifier(key) for key in path)
-        return f"json_extract_string({self.json_column}, '{json_path(path).replace(chr(39), chr(39) * 2)}')"
+        return f"json_extract_string({self.json_column}, {sql_literal(json_path(path))})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from ctsync.naming import property_column, quote_identifier
 from ctsync.warehouse.events import IdentifierPriority
 from ctsync.warehouse.loader import LoadOptions, load_export_files
 from ctsync.warehouse.structure import ObjectReader, struct_paths
@@ -23,8 +24,8 @@ def test_struct_paths_keep_the_first_of_keys_that_differ_only_in_case() -> None:
     assert struct_paths(paths) == {("email",), ("Info", "x"), ("Info", "z")}
     reader = ObjectReader.plan("profile", "p", paths)
     assert reader.access(("email",)) == 'p."email"'
-    assert reader.access(("Email",)) == "json_extract_string(profile, '$.\"Email\"')"
-    assert reader.access(("it's",)) == "json_extract_string(profile, '$.\"it''s\"')"
+    assert reader.access(("Email",)) == "json_extract_string(profile, '/Email')"
+    assert reader.access(("it's", "a/b~")) == "json_extract_string(profile, '/it''s/a~1b~0')"
     assert '"Email"' not in reader.transform_sql()
     assert ObjectReader.plan("x", "s", []).transform_sql() == "null"
 
@@ -92,3 +93,22 @@ def test_profile_export_records_with_keys_that_differ_only_in_case(tmp_path: Pat
     assert not summary.failed, [f.error for f in summary.failed]
     rows = query(warehouse, f"select user_id, email from {SCHEMA}.identifies order by user_id")
     assert rows == [("u-1", "jane@example.com"), ("u-2", "bob@example.com")]
+
+
+def test_keys_a_json_path_cannot_name_load_too(
+    export_file: Callable[..., Path], tmp_path: Path, warehouse: str
+) -> None:
+    props = {"": "empty", "a/b": 1, "t~x": 2, "sp ace": 3, "it's": 4, 'q"uote': 5, "$x": 6, "n": {"": {"z": 7}}}
+    record = event("App Launched", 20240312094500, props, identity="u1")
+    record["profile"][""] = "empty trait"
+    export_file("App Launched", [record])
+
+    summary = load_export_files([str(tmp_path / "export")], OPTIONS, warehouse=warehouse)
+
+    assert not summary.failed, [f.error for f in summary.failed]
+    empty, nested = property_column(("",)), property_column(("n", "", "z"))
+    trait = property_column(("",), prefix="context_traits_")
+    names = ["a_b", "t_x", "sp_ace", "it_s", "q_uote", "x", empty, nested, trait]
+    assert set(names) <= set(columns(warehouse, "app_launched"))
+    row = query(warehouse, f"select {', '.join(quote_identifier(n) for n in names)} from {SCHEMA}.app_launched")
+    assert row == [(1, 2, 3, 4, 5, 6, "empty", 7, "empty trait")]
