@@ -24,6 +24,7 @@ import pyarrow as pa
 from ctsync.exports.files import UTF8_BOM, decompress, is_gzip
 from ctsync.naming import event_table, property_column
 from ctsync.warehouse.structure import Leaf, ObjectReader, discover, leaves
+from ctsync.warehouse.tables import Column, Overflow, overflow_column
 from ctsync.warehouse.targets import Target
 
 TOP_LEVEL_COLUMNS = {
@@ -304,7 +305,8 @@ class IdentifierPriority:
 class ContextPlan:
     """Context columns (all VARCHAR) and how the event-row query reads the objects that fill them."""
 
-    columns: list[tuple[str, str]]  # (column, SQL expression)
+    columns: list[Column]
+    """VARCHAR columns; each overflows into its object's overflow column when a table has no room."""
     profile: ObjectReader
     device: ObjectReader
     session: ObjectReader
@@ -312,12 +314,18 @@ class ContextPlan:
 
 def _context_columns(
     tree_leaves: list[Leaf], reader: ObjectReader, prefix: str, mapping: dict[str, str] | None = None
-) -> list[tuple[str, str]]:
-    result = []
+) -> list[Column]:
+    """One column per leaf; leaves that share a column (spellings) coalesce, in discovery order."""
+    merged: dict[str, list[Leaf]] = {}
     for leaf in tree_leaves:
         column = (mapping or {}).get(leaf.path[0]) if len(leaf.path) == 1 else None
-        column = column or property_column(leaf.path, prefix=prefix)
-        result.append((column, f"cast({reader.access(leaf.path)} as varchar)"))
+        merged.setdefault(column or property_column(leaf.path, prefix=prefix), []).append(leaf)
+    result = []
+    for column, column_leaves in merged.items():
+        expressions = [f"cast({reader.access(leaf.path)} as varchar)" for leaf in column_leaves]
+        expression = expressions[0] if len(expressions) == 1 else f"coalesce({', '.join(expressions)})"
+        overflow = Overflow(overflow_column(prefix), reader.json_column, tuple(leaf.path for leaf in column_leaves))
+        result.append(Column(column, "VARCHAR", expression, overflow))
     return result
 
 
@@ -338,15 +346,8 @@ def plan_context(con: duckdb.DuckDBPyConnection, priority: IdentifierPriority) -
         + _context_columns(device, device_reader, "context_device_")
         + _context_columns(session, session_reader, "context_session_", UTM_CONTEXT)
     )
-    # Two source keys can land in one column (spellings): coalesce them, in discovery order.
-    merged: dict[str, list[str]] = {}
-    for column, expression in columns:
-        merged.setdefault(column, []).append(expression)
     return ContextPlan(
-        columns=[
-            (column, exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})")
-            for column, exprs in merged.items()
-        ],
+        columns=columns,
         profile=profile_reader,
         device=device_reader,
         session=session_reader,
@@ -441,14 +442,11 @@ def event_rows_sql(
     """The SELECT of one event table's new rows: keys, ids, the raw JSON, and the parsed context objects."""
     placeholders = ", ".join("?" for _ in event_names)
     user_id, anonymous_id = identifier_sql(priority, context.profile)
-    readers = (context.profile, context.device, context.session)
-    # The JSON text itself only where some key is read by path (keys that differ only in case).
-    raw_objects = "".join(f" rows.{reader.json_column}," for reader in readers if reader.by_path)
     sql = f"""
         select *, {user_id} as user_id, {anonymous_id} as anonymous_id
         from (
         select keys.*, rows.eventName as event_text, cast(? as timestamp with time zone) as received_at,
-            rows.eventProps, rows.controlGroupName,{raw_objects}
+            rows.eventProps, rows.controlGroupName, rows.profile, rows.deviceInfo, rows.sessionProps,
             {context.profile.transform_sql("rows.profile")} as p,
             {context.device.transform_sql("rows.deviceInfo")} as d,
             {context.session.transform_sql("rows.sessionProps")} as s

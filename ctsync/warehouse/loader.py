@@ -539,7 +539,7 @@ def _write_tables(
     existing = target.columns(schema)
     base = [
         *(Column(name, type_, expression) for name, type_, expression in events.STANDARD_COLUMNS),
-        *(Column(name, "VARCHAR", expression) for name, expression in context.columns),
+        *context.columns,
     ]
     shapes = events.KEY_SHAPES["eventProps"]
     by_name = discover(duck, "_ct_rows", "eventProps", group="eventName", where="reason is null", shapes=shapes)

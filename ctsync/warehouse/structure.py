@@ -268,14 +268,11 @@ class ObjectReader:
     """The JSON column as the query that reads the leaves sees it."""
     struct: str
     in_struct: frozenset[tuple[str, ...]]
-    by_path: bool = False
-    """Some leaf is read by JSON path: the query must carry the JSON column itself."""
 
     @classmethod
     def plan(cls, json_column: str, struct: str, paths: Sequence[tuple[str, ...]]) -> ObjectReader:
         """``paths`` in priority order: of two that differ only in case, the first gets the STRUCT."""
-        held = struct_paths(paths)
-        return cls(json_column, struct, frozenset(held), by_path=any(tuple(path) not in held for path in paths))
+        return cls(json_column, struct, frozenset(struct_paths(paths)))
 
     def transform_sql(self, column_sql: str | None = None) -> str:
         """The json_transform that makes the STRUCT (``null`` when it holds nothing), reading

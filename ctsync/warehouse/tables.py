@@ -9,8 +9,32 @@ import duckdb
 
 from ctsync.naming import property_column
 from ctsync.warehouse.columns import ColumnPlan, new_column_type, plan_expressions, variant_column, widened_type
-from ctsync.warehouse.structure import Leaf, ObjectReader
+from ctsync.warehouse.structure import Leaf, ObjectReader, json_path, sql_literal
 from ctsync.warehouse.targets import Catalog, Target, canonical_type
+
+MAX_TABLE_COLUMNS = 1000
+"""Columns a table may have. Past it, keys that would need a new column keep their whole object in the
+table's overflow column for that object (``_overflow_properties``, ``_overflow_context_traits``, ...).
+Below PostgreSQL's hard limit of 1,600, and wide enough for any export seen in practice; DuckDB's
+memory per insert grows with the column count."""
+
+OVERFLOW_RESERVE = 4
+"""Room kept under the limit for the overflow columns themselves (properties and three context objects)."""
+
+
+def overflow_column(prefix: str) -> str:
+    """``_overflow_properties`` for an event's properties, ``_overflow_context_traits`` for ``context_traits_``."""
+    return "_overflow_" + (prefix.rstrip("_") or "properties")
+
+
+@dataclass(frozen=True)
+class Overflow:
+    """Where a column's values go if the table has no room for the column: the whole JSON object
+    ``json_column``, as text, in the table's column ``column``, on the rows with a value at one of ``paths``."""
+
+    column: str
+    json_column: str
+    paths: tuple[tuple[str, ...], ...]
 
 
 @dataclass(frozen=True)
@@ -20,6 +44,15 @@ class Column:
     name: str
     type: str
     expression: str
+    overflow: Overflow | None = None
+    """None: the column is always written (standard columns)."""
+
+
+def _overflow_sql(json_column: str, paths: Sequence[tuple[str, ...]]) -> str:
+    """The object's JSON text on rows with a value at one of ``paths`` (one parse for all of them)."""
+    pointers = "[" + ", ".join(sql_literal(json_path(path)) for path in paths) + "]"
+    found = f"list_filter(json_extract_string({json_column}, {pointers}), lambda value: value is not null)"
+    return f"case when len({found}) > 0 then cast({json_column} as varchar) end"
 
 
 def plan_columns(object_leaves: list[Leaf], current: dict[str, str], reserved: frozenset[str]) -> list[ColumnPlan]:
@@ -66,20 +99,50 @@ def write_object_rows(
     base: Sequence[Column],
     optional: Sequence[Column] = (),
     existing: Catalog,
+    max_columns: int | None = None,
 ) -> int:
     """Write ``source``'s rows (a DuckDB query) into ``table``: ``base`` columns, then one per leaf of ``json_column``.
 
     The table is created or evolved first (new columns, BIGINT widened to DOUBLE). New columns, variant
     columns that might be needed, and the ``optional`` columns are only kept once they hold a value.
+    A table never grows past ``max_columns`` (default ``MAX_TABLE_COLUMNS``): columns it has no room for
+    go to their overflow column.
     """
     current = existing.get(table, {})
-    plans = plan_columns(object_leaves, current, frozenset(column.name for column in base))
-    all_leaves = [leaf for plan in plans for leaf in plan.leaves]
-    reader = ObjectReader.plan(json_column, "object_values", [leaf.path for leaf in all_leaves])
-    columns: list[tuple[str, str]] = [(column.name, column.type) for column in base]
-    expressions = [f"{column.expression}" for column in base]
-    speculative: list[str] = []
+    overflow_name = overflow_column("")
+    plans = plan_columns(object_leaves, current, frozenset(column.name for column in base) | {overflow_name})
+    names = set(current)
+    room = (MAX_TABLE_COLUMNS if max_columns is None else max_columns) - OVERFLOW_RESERVE - len(names)
+    spilled: dict[tuple[str, str], list[tuple[str, ...]]] = {}  # (overflow column, JSON column) -> paths
+
+    def fits(wanted: Sequence[str], always: bool) -> bool:
+        """Whether the table has room for the columns of ``wanted`` it lacks (taking it if so)."""
+        nonlocal room
+        new = [name for name in wanted if name not in names]
+        if not always and len(new) > room:
+            return False
+        names.update(new)
+        room -= len(new)
+        return True
+
+    kept_base = []
+    for column in base:
+        if fits([column.name], always=column.overflow is None):
+            kept_base.append(column)
+        elif column.overflow is not None:
+            spilled.setdefault((column.overflow.column, column.overflow.json_column), []).extend(column.overflow.paths)
+    admitted: list[ColumnPlan] = []
     for plan in plans:
+        wanted = [plan.name, *([variant_column(plan.name)] if plan.type != "VARCHAR" else [])]
+        if fits(wanted, always=False):
+            admitted.append(plan)
+        else:
+            spilled.setdefault((overflow_name, json_column), []).extend(leaf.path for leaf in plan.leaves)
+    reader = ObjectReader.plan(json_column, "object_values", [leaf.path for plan in admitted for leaf in plan.leaves])
+    columns: list[tuple[str, str]] = [(column.name, column.type) for column in kept_base]
+    expressions = [f"{column.expression}" for column in kept_base]
+    speculative: list[str] = []
+    for plan in admitted:
         value, variant = plan_expressions(plan, reader)
         columns.append((plan.name, plan.type))
         expressions.append(value)
@@ -94,8 +157,12 @@ def write_object_rows(
         columns.append((column.name, column.type))
         expressions.append(column.expression)
         speculative.append(column.name)
+    for (name, object_column), paths in spilled.items():
+        columns.append((name, "VARCHAR"))
+        expressions.append(_overflow_sql(object_column, paths))
+        speculative.append(name)
     if table in existing:
-        for plan in plans:
+        for plan in admitted:
             if plan.widen_from is not None:
                 target.alter_type(schema, table, plan.name, plan.type, existing)
     select_sql = (
