@@ -236,8 +236,8 @@ UTF8_BOM = b"\xef\xbb\xbf"
 def first_lines(data: bytes, count: int) -> list[bytes]:
     """The first ``count`` lines of the (decompressed) content, read lazily from gzip data."""
     lines = _first_lines(data, count)
-    if lines and lines[0].startswith(UTF8_BOM):
-        lines[0] = lines[0][len(UTF8_BOM) :]
+    if lines:
+        lines[0] = lines[0].removeprefix(UTF8_BOM)
     return lines
 
 

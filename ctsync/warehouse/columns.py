@@ -57,6 +57,11 @@ class ColumnPlan:
     widen_from: str | None = None
 
     @property
+    def has_variant(self) -> bool:
+        """Whether a value can miss the column's type (``value_sql`` gives a variant for all but VARCHAR)."""
+        return self.type != "VARCHAR"
+
+    @property
     def kinds(self) -> frozenset[str]:
         return frozenset().union(*(leaf.kinds for leaf in self.leaves))
 

@@ -222,8 +222,8 @@ def split_lines(data: bytes, url: str, header: bool) -> ExactLines:
     pieces = content.split(b"\n")
     if pieces and pieces[-1] == b"":
         pieces.pop()
-    if pieces and pieces[0].startswith(UTF8_BOM):
-        pieces[0] = pieces[0][len(UTF8_BOM) :]
+    if pieces:
+        pieces[0] = pieces[0].removeprefix(UTF8_BOM)
     for index, piece in enumerate(pieces):
         line = piece[:-1] if piece.endswith(b"\r") else piece
         if index == 0 and header:

@@ -19,7 +19,7 @@ import duckdb
 from ctsync.naming import qualified, quote_identifier
 from ctsync.warehouse import tables
 from ctsync.warehouse.events import ExactLines, IdentifierPriority, registered_lines
-from ctsync.warehouse.structure import discover, json_path, leaves, sql_literal
+from ctsync.warehouse.structure import discover, json_path_sql, leaves
 from ctsync.warehouse.tables import Column
 from ctsync.warehouse.targets import Catalog, Target
 
@@ -39,7 +39,7 @@ STANDARD = (
 
 
 def _identifier_list() -> str:
-    return "[" + ", ".join(sql_literal(json_path((key,))) for key in IDENTIFIER_KEYS) + "]"
+    return "[" + ", ".join(json_path_sql((key,)) for key in IDENTIFIER_KEYS) + "]"
 
 
 REASON_SQL = f"""
@@ -138,8 +138,7 @@ def build_identifies(
     """``_ct_identifies``: one row per distinct valid profile record, with ``is_new``."""
 
     def field(name: str) -> str:
-        path = sql_literal(json_path((PROFILE_KEYS.get(name, name),)))
-        return f"nullif(trim(json_extract_string(record, {path})), '')"
+        return f"nullif(trim(json_extract_string(record, {json_path_sql((PROFILE_KEYS.get(name, name),))})), '')"
 
     user_id = f"coalesce({', '.join(field(name) for name in priority.user_id)})"
     anonymous_id = field(priority.anonymous_id)

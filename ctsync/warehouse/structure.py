@@ -61,6 +61,11 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def json_path_sql(path: Sequence[str]) -> str:
+    """:func:`json_path` as a SQL string literal."""
+    return sql_literal(json_path(path))
+
+
 def discover(
     con: duckdb.DuckDBPyConnection,
     relation: str,
@@ -279,11 +284,11 @@ class ObjectReader:
         ``column_sql`` (default: the JSON column)."""
         if not self.in_struct:
             return "null"
-        spec = text_spec(sorted(self.in_struct)).replace("'", "''")
-        return f"json_transform({column_sql or self.json_column}, '{spec}')"
+        spec = sql_literal(text_spec(sorted(self.in_struct)))
+        return f"json_transform({column_sql or self.json_column}, {spec})"
 
     def access(self, path: Sequence[str]) -> str:
         """SQL for the text of the value at ``path`` (NULL when absent or JSON null)."""
         if tuple(path) in self.in_struct:
             return self.struct + "".join("." + quote_identifier(key) for key in path)
-        return f"json_extract_string({self.json_column}, {sql_literal(json_path(path))})"
+        return f"json_extract_string({self.json_column}, {json_path_sql(path)})"

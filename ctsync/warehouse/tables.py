@@ -9,7 +9,7 @@ import duckdb
 
 from ctsync.naming import property_column
 from ctsync.warehouse.columns import ColumnPlan, new_column_type, plan_expressions, variant_column, widened_type
-from ctsync.warehouse.structure import Leaf, ObjectReader, json_path, sql_literal
+from ctsync.warehouse.structure import Leaf, ObjectReader, json_path_sql
 from ctsync.warehouse.targets import Catalog, Target, canonical_type
 
 MAX_TABLE_COLUMNS = 1000
@@ -50,7 +50,7 @@ class Column:
 
 def _overflow_sql(json_column: str, paths: Sequence[tuple[str, ...]]) -> str:
     """The object's JSON text on rows with a value at one of ``paths`` (one parse for all of them)."""
-    pointers = "[" + ", ".join(sql_literal(json_path(path)) for path in paths) + "]"
+    pointers = "[" + ", ".join(json_path_sql(path) for path in paths) + "]"
     found = f"list_filter(json_extract_string({json_column}, {pointers}), lambda value: value is not null)"
     return f"case when len({found}) > 0 then cast({json_column} as varchar) end"
 
@@ -133,7 +133,7 @@ def write_object_rows(
             spilled.setdefault((column.overflow.column, column.overflow.json_column), []).extend(column.overflow.paths)
     admitted: list[ColumnPlan] = []
     for plan in plans:
-        wanted = [plan.name, *([variant_column(plan.name)] if plan.type != "VARCHAR" else [])]
+        wanted = [plan.name, *([variant_column(plan.name)] if plan.has_variant else [])]
         if fits(wanted, always=False):
             admitted.append(plan)
         else:
