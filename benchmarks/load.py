@@ -142,11 +142,9 @@ def parse_floor(folder: str) -> int:
 
 def write_floor(source: str, warehouse: str) -> tuple[int, float]:
     """Only the write: ctsync's finished event tables (``source``), first copied into memory, written into
-    a fresh DuckDB file the way the loader writes (row groups of 16,384; one transaction; commit and
-    checkpoint included). Returns the rows written and the seconds, timed from after the copy into memory."""
+    a fresh DuckDB file the way the loader writes (one transaction; commit and checkpoint included).
+    Returns the rows written and the seconds, timed from after the copy into memory."""
     import duckdb
-
-    from ctsync.warehouse.connection import LOADER_ROW_GROUP_SIZE
 
     con = duckdb.connect()
     con.execute(f"attach '{source}' as source (read_only)")
@@ -161,7 +159,7 @@ def write_floor(source: str, warehouse: str) -> tuple[int, float]:
         con.execute(f"create temp table t{index} as select * from source.clevertap_prod.{_quote(table)}")
     con.execute("detach source")
     started = time.perf_counter()
-    con.execute(f"attach '{warehouse}' as target (row_group_size {LOADER_ROW_GROUP_SIZE})")
+    con.execute(f"attach '{warehouse}' as target")
     con.execute("create schema target.clevertap_prod")
     con.begin()
     rows = 0

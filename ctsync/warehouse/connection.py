@@ -56,36 +56,20 @@ def parse_warehouse(value: str) -> WarehouseTarget:
     return WarehouseTarget("duckdb", os.path.abspath(value))
 
 
-LOADER_ROW_GROUP_SIZE = 16_384
-"""Rows per row group the loader writes. DuckDB writes an insert to the file while it runs (in
-parallel) only once it fills a row group; smaller inserts wait for the commit and are written by
-one thread. Event tables get many inserts smaller than DuckDB's default 122,880 rows."""
-
-ATTACHED_AS = "ctsync_warehouse"
-
 DUCKDB_MEMORY_LIMIT = "1536MB"
 """Past this DuckDB spills to disk, so a load's memory stays bounded whatever its size."""
 
 
-def connect_duckdb(
-    path: str, *, read_only: bool = False, row_group_size: int | None = None
-) -> duckdb.DuckDBPyConnection:
+def connect_duckdb(path: str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open a DuckDB warehouse file with the session settings the loader relies on.
 
-    With ``row_group_size`` the file is attached (as ``ctsync_warehouse``) with that row group size
-    for this connection's writes; files written so remain readable by any DuckDB connection.
+    Always with DuckDB's default row group size: every process that writes the file (the loader,
+    dbt, the sync, an analyst's session) must use the same one (docs/decisions.md, "Row groups").
     """
     if not read_only:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
-        if row_group_size is None:
-            con = duckdb.connect(path, read_only=read_only)
-        else:
-            con = duckdb.connect()
-            mode = ", read_only" if read_only else ""
-            quoted = path.replace("'", "''")
-            con.execute(f"attach '{quoted}' as {ATTACHED_AS} (row_group_size {row_group_size}{mode})")
-            con.execute(f"use {ATTACHED_AS}")
+        con = duckdb.connect(path, read_only=read_only)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise WarehouseBusy(

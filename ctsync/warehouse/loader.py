@@ -38,7 +38,6 @@ from ctsync.naming import qualified, quote_identifier, schema_name
 from ctsync.warehouse import bookkeeping, events, profiles, tables
 from ctsync.warehouse.bookkeeping import FileCounts
 from ctsync.warehouse.connection import (
-    LOADER_ROW_GROUP_SIZE,
     WarehouseTarget,
     configure_session,
     connect_duckdb,
@@ -180,7 +179,7 @@ def _open(where: WarehouseTarget, schema: str) -> tuple[duckdb.DuckDBPyConnectio
             f"the warehouse file {Path(where.location).name} has the same name as the schema {schema!r}, "
             "and DuckDB cannot tell the two apart: name the file differently (e.g. warehouse.duckdb)"
         )
-    duck = connect_duckdb(where.location, row_group_size=LOADER_ROW_GROUP_SIZE)
+    duck = connect_duckdb(where.location)
     return duck, DuckDBTarget(duck)
 
 
@@ -335,21 +334,54 @@ def _load_batch(
         bookkeeping.finish_files(target, schema, load_id, {item.checksum: counts[item.staged.file_id] for item in todo})
         target.commit()
     except (duckdb.Error, CtsyncError, OSError, DatabaseError) as exc:
-        target.rollback()
-        message = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
-        bookkeeping.finish_files(
-            target, schema, load_id, {item.checksum: FileCounts() for item in todo}, status="failed", error=message
-        )
+        message = _first_line(exc)
+        _record_failed_batch(target, schema, load_id, todo, message, exc)
+        _drop_temp_tables(duck, quiet=True)
         for item in todo:
             summary.files.append(FileResult(item.export_file, "failed", error=message))
     else:
+        _drop_temp_tables(duck)
         for item in todo:
             summary.files.append(FileResult(item.export_file, "loaded", counts[item.staged.file_id]))
-    finally:
-        for temp in _TEMP_TABLES:
-            duck.execute(f"drop table if exists {temp}")
     if progress is not None:
         progress(len(todo), sum(p.export_file.size for p in todo))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+def _record_failed_batch(
+    target: Target, schema: str, load_id: str, todo: list[_Prepared], message: str, cause: BaseException
+) -> None:
+    """Undo the batch and mark its files ``failed`` with ``message``.
+
+    If the warehouse cannot even record that (DuckDB invalidates a database after some internal
+    errors), the load stops with one clear error: its files stay ``loading``, which the next run
+    marks ``interrupted`` and loads again.
+    """
+    try:
+        target.rollback()
+        bookkeeping.finish_files(
+            target, schema, load_id, {item.checksum: FileCounts() for item in todo}, status="failed", error=message
+        )
+    except (duckdb.Error, DatabaseError) as exc:
+        raise CtsyncError(
+            f"the warehouse failed while loading {len(todo)} file(s) ({message}) and could not record the "
+            f"failure ({_first_line(exc)}); nothing of these files was committed, and the next load reads them again"
+        ) from cause
+
+
+def _drop_temp_tables(duck: duckdb.DuckDBPyConnection, *, quiet: bool = False) -> None:
+    """Drop the batch's staging tables. ``quiet``: after a failure, whose error is the one reported."""
+    for temp in _TEMP_TABLES:
+        try:
+            duck.execute(f"drop table if exists {temp}")
+        except duckdb.Error:
+            if not quiet:
+                raise
+            return
 
 
 _TEMP_TABLES = (

@@ -160,7 +160,13 @@ class DuckDBTarget(Target):
         self.con.commit()
 
     def rollback(self) -> None:
-        self.con.rollback()
+        """Undo the open transaction. DuckDB already ended a transaction whose commit failed: then there
+        is nothing to undo, and that is not a second error."""
+        try:
+            self.con.rollback()
+        except duckdb.TransactionException as exc:
+            if "no transaction is active" not in str(exc):
+                raise
 
     def close(self) -> None:
         self.con.close()
@@ -250,8 +256,9 @@ class PostgresTarget(Target):
         self.conn.autocommit = True
 
     def rollback(self) -> None:
-        self.conn.rollback()
-        self.conn.autocommit = True
+        if not self.conn.closed:
+            self.conn.rollback()
+            self.conn.autocommit = True
 
     def close(self) -> None:
         self.conn.close()
