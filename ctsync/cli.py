@@ -145,7 +145,7 @@ def load(
         return summary
 
     summary = run_command(action)
-    if summary.failed:
+    if summary.problems:
         raise typer.Exit(1)
 
 
@@ -160,24 +160,35 @@ def _print_load_summary(summary: object) -> None:
         table.add_row(name, f"{count:,}")
     if summary.inserted_by_event:
         console.print(table)
-    loaded, skipped, failed = (
-        summary.count("loaded"),
-        summary.count("skipped"),
-        summary.count("failed"),
+    statuses = ", ".join(
+        f"{summary.count(status)} {status}"
+        for status in ("loaded", "truncated", "corrupt", "skipped", "unsupported", "failed")
+        if summary.count(status) or status in ("loaded", "skipped", "failed")
     )
     read = summary.total("lines_read")
+    speed = f", {read / summary.seconds:,.0f} lines/s" if summary.seconds > 0 and read else ""
+    console.print(f"files: {statuses} | {summary.seconds:.1f} s{speed}")
     console.print(
-        f"files: {loaded} loaded, {skipped} skipped, {failed} failed | lines: {read:,} read, "
-        f"{summary.total('rows_loaded'):,} valid ({summary.total('rows_inserted'):,} new), "
-        f"{summary.total('rows_rejected'):,} rejected | {summary.seconds:.1f} s"
-        + (f" | {read / summary.seconds:,.0f} lines/s" if summary.seconds > 0 and read else "")
+        f"lines: {read:,} read = {summary.total('rows_loaded'):,} valid ({summary.total('rows_inserted'):,} new) "
+        f"+ {summary.total('rows_rejected'):,} rejected + {summary.total('rows_skipped'):,} skipped: "
+        + ("every line accounted for" if summary.reconciles else "[red]the counts do not reconcile[/]")
     )
     if summary.total("rows_rejected"):
         console.print(f"rejected lines are in {summary.schema}._rejected with their reasons")
+    unplaced = sum(summary.unplaced_by_table.values())
+    if unplaced:
+        tables = ", ".join(f"{table} {count:,}" for table, count in sorted(summary.unplaced_by_table.items()))
+        console.print(
+            f"{unplaced:,} values had no column of their own (a repeated key, another spelling of a column, "
+            f"a field outside CleverTap's record) and are kept in _unplaced_values: {tables}"
+        )
     if summary.interrupted_before:
         console.print(f"{summary.interrupted_before} file(s) left unfinished by an earlier run were loaded again")
-    for result in summary.failed:
-        err_console.print(f"[red]failed[/] {result.file.url}: {result.error}", highlight=False)
+    hidden = [result for result in summary.files if result.status == "skipped" and result.file.hidden]
+    if hidden:
+        console.print(f"{len(hidden)} hidden file(s) skipped, e.g. {hidden[0].file.url}", highlight=False)
+    for result in summary.problems:
+        err_console.print(f"[red]{result.status}[/] {result.file.url}: {result.error}", highlight=False)
 
 
 @app.command()

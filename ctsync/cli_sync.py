@@ -185,7 +185,7 @@ def status_parts(report: StatusReport) -> list[str | Table]:
     parts: list[str | Table] = [f"warehouse: {report.warehouse}"]
     for schema in dict.fromkeys(load.schema for load in report.loads):
         loads = _compact_table(f"recent loads into {schema}")
-        for column in ("started", "load", "files", "loaded", "failed", "new rows", "rejected rows"):
+        for column in ("started", "load", "files", "loaded", "problems", "new rows", "rejected rows"):
             loads.add_column(column, no_wrap=True, justify="left" if column in ("started", "load") else "right")
         for load in report.loads:
             if load.schema == schema:

@@ -34,6 +34,7 @@ def backfill_clevertap_export(
     }
     get_run_logger().info("backfill of %s from %s to %s: %s", export, *result.window, counts)
     publish_counts(f"backfill-{export}", f"Backfill of {export} {result.window[0]}..{result.window[1]}", counts)
-    if summary.failed:
-        raise RuntimeError(f"{len(summary.failed)} file(s) failed: {summary.failed[0].error}")
+    if summary.problems:
+        first = summary.problems[0]
+        raise RuntimeError(f"{len(summary.problems)} file(s) not fully loaded; first: {first.status}: {first.error}")
     return counts

@@ -781,7 +781,8 @@ def _recent_loads(conn: sa.Connection, limit: int) -> list[LoadStatus]:
                 select load_id, min(started_at) as started_at, max(finished_at) as finished_at,
                        count(*) as files,
                        sum(case when status = 'loaded' then 1 else 0 end) as loaded,
-                       sum(case when status = 'failed' then 1 else 0 end) as failed,
+                       sum(case when status in ('failed', 'unsupported', 'truncated', 'corrupt') then 1 else 0 end)
+                           as failed,
                        sum(case when status = 'interrupted' then 1 else 0 end) as interrupted,
                        sum(coalesce(rows_inserted, 0)) as rows_inserted,
                        sum(coalesce(rows_rejected, 0)) as rows_rejected

@@ -320,10 +320,13 @@ def _run(
         raise
     else:
         counts, outcome = counts_of(summary), RunStatus.SUCCEEDED
-        if summary.failed:
-            first = summary.failed[0]
+        if summary.problems:
+            first = summary.problems[0]
             outcome = RunStatus.FAILED
-            error = f"{len(summary.failed)} file(s) failed to load; first: {first.file.url}: {first.error}"
+            error = (
+                f"{len(summary.problems)} file(s) not fully loaded (failed, unsupported or truncated); "
+                f"first: {first.status} {first.file.url}: {first.error}"
+            )
     finished = clock()
     export_status = store.finish_run(run, finished, outcome, counts, error)
     return ExportRunResult(
@@ -353,7 +356,7 @@ def counts_of(summary: LoadSummary) -> RunCounts:
     return RunCounts(
         files_loaded=summary.count("loaded"),
         files_skipped=summary.count("skipped"),
-        files_failed=summary.count("failed"),
+        files_failed=len(summary.problems),
         lines_read=summary.total("lines_read"),
         rows_loaded=summary.total("rows_loaded"),
         rows_inserted=summary.total("rows_inserted"),

@@ -1,18 +1,27 @@
 """``_loads`` (one row per file per load) and ``_rejected`` (quarantined lines).
 
 A file's ``_loads`` row is written as ``loading`` and committed before its data; the data and
-the ``loaded`` status then commit together. A run killed in between leaves a ``loading``
-row and no data: the next run marks it ``interrupted`` and loads the file again.
+the final status (``loaded``; ``truncated`` when its gzip data is cut short and the lines before
+the cut loaded; ``corrupt`` when its gzip data is damaged and only its intact gzip members loaded)
+then commit together. A run killed in between leaves a ``loading``
+row and no data: the next run marks it ``interrupted`` and loads the file again. A file refused
+as a whole gets its row straight away: ``unsupported`` (not a CleverTap JSON-lines export) or
+``failed`` (it could not be read), with the reason in ``error``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import duckdb
+
 from ctsync.naming import qualified, quote_identifier
 from ctsync.warehouse.targets import Target
+
+DONE_STATUSES = ("loaded", "truncated", "corrupt")
+"""Statuses of a file whose content is in the tables: the same content is not read again."""
 
 LOADS_COLUMNS = """
     load_id varchar not null,
@@ -78,8 +87,9 @@ def loaded_checksums(target: Target, schema: str, checksums: Iterable[str], filt
         return set()
     rows = target.execute(
         f"select distinct checksum from {qualified(schema, '_loads')} "
-        "where status = 'loaded' and coalesce(filter_key, '') = ? and checksum in (select unnest(?::varchar[]))",
-        [filter_key, wanted],
+        "where status in (select unnest(?::varchar[])) and coalesce(filter_key, '') = ? "
+        "and checksum in (select unnest(?::varchar[]))",
+        [list(DONE_STATUSES), filter_key, wanted],
     )
     return {str(row[0]) for row in rows}
 
@@ -93,9 +103,9 @@ def loaded_fingerprints(
         return set()
     rows = target.execute(
         f"select distinct file, fingerprint from {qualified(schema, '_loads')} "
-        "where status = 'loaded' and coalesce(filter_key, '') = ? "
+        "where status in (select unnest(?::varchar[])) and coalesce(filter_key, '') = ? "
         "and (file, fingerprint) in (select unnest(?::varchar[]), unnest(?::varchar[]))",
-        [filter_key, [file for file, _ in pairs], [fingerprint for _, fingerprint in pairs]],
+        [list(DONE_STATUSES), filter_key, [file for file, _ in pairs], [fingerprint for _, fingerprint in pairs]],
     )
     return {(str(file), str(fingerprint)) for file, fingerprint in rows}
 
@@ -152,6 +162,43 @@ def start_files(
     )
 
 
+def record_refused(
+    target: Target,
+    schema: str,
+    load_id: str,
+    files: Sequence[tuple[FileStart, str, str]],
+    export_job: str | None,
+    filter_key: str = "",
+) -> None:
+    """Record files refused as a whole, each with its final status and reason: (file, status, reason)."""
+    if not files:
+        return
+    now = datetime.now(UTC)
+    target.execute(
+        f"""
+        insert into {qualified(schema, "_loads")} (load_id, file, file_name, kind, size, checksum, fingerprint,
+            filter_key, status, export_job, started_at, finished_at, error)
+        select ?, unnest(?::varchar[]), unnest(?::varchar[]), unnest(?::varchar[]), unnest(?::bigint[]),
+            unnest(?::varchar[]), unnest(?::varchar[]), ?, unnest(?::varchar[]), ?, ?, ?, unnest(?::varchar[])
+        """,
+        [
+            load_id,
+            [f.file for f, _, _ in files],
+            [f.file_name for f, _, _ in files],
+            [f.kind for f, _, _ in files],
+            [f.size for f, _, _ in files],
+            [f.checksum for f, _, _ in files],
+            [f.fingerprint for f, _, _ in files],
+            filter_key,
+            [status for _, status, _ in files],
+            export_job,
+            now,
+            now,
+            [reason for _, _, reason in files],
+        ],
+    )
+
+
 def finish_files(
     target: Target,
     schema: str,
@@ -160,8 +207,11 @@ def finish_files(
     *,
     status: str = "loaded",
     error: str | None = None,
+    broken: dict[str, tuple[str, str]] | None = None,
 ) -> None:
-    """Set the final status and counts of files (by checksum) of this load."""
+    """Set the final status and counts of files (by checksum) of this load. ``broken``: files whose gzip
+    data breaks (checksum -> their status and reason), which end with that status and reason instead."""
+    outcomes = {checksum: (status, error) for checksum in results} | (broken or {})
     checksums = list(results)
     columns = (
         "header_lines",
@@ -176,10 +226,71 @@ def finish_files(
     target.execute(
         f"""
         update {qualified(schema, "_loads")} as loads
-        set status = ?, finished_at = ?, error = ?,
+        set status = counts.status, finished_at = ?, error = counts.error,
             {", ".join(f"{column} = counts.{column}" for column in columns)}
-        from (select unnest(?::varchar[]) as checksum, {unnests}) as counts
+        from (
+            select unnest(?::varchar[]) as checksum, unnest(?::varchar[]) as status, unnest(?::varchar[]) as error,
+                {unnests}
+        ) as counts
         where loads.load_id = ? and loads.checksum = counts.checksum and loads.status = 'loading'
         """,
-        [status, datetime.now(UTC), error, checksums, *values.values(), load_id],
+        [
+            datetime.now(UTC),
+            checksums,
+            [outcomes[c][0] for c in checksums],
+            [outcomes[c][1] for c in checksums],
+            *values.values(),
+            load_id,
+        ],
     )
+
+
+REJECTED_WRITE_COLUMNS = (
+    ("load_id", "VARCHAR"),
+    ("file", "VARCHAR"),
+    ("line_number", "BIGINT"),
+    ("reason", "VARCHAR"),
+    ("raw", "VARCHAR"),
+    ("rejected_at", "TIMESTAMP WITH TIME ZONE"),
+)
+
+
+def count_and_quarantine(
+    duck: duckdb.DuckDBPyConnection,
+    target: Target,
+    rows_table: str,
+    files: dict[int, str],
+    schema: str,
+    load_id: str,
+    counts: dict[int, FileCounts],
+    keep: tuple[str, list[object]] = ("true", []),
+) -> None:
+    """Per-file line counts of a staged table (``files``: file id -> file), then the rejected lines into
+    ``_rejected`` and the valid lines this load does not keep (``keep``) out of the staged table."""
+    keep_sql, keep_params = keep
+    for file_id, lines_read, valid, skipped in duck.execute(
+        "select file_id, count(*), count(*) filter (where reason is null), "
+        f"count(*) filter (where reason is null and not ({keep_sql})) from {rows_table} group by file_id",
+        keep_params,
+    ).fetchall():
+        counts[file_id].lines_read = lines_read
+        counts[file_id].rows_loaded = valid - skipped
+        counts[file_id].rows_skipped = skipped
+        counts[file_id].rows_rejected = lines_read - valid
+    if any(counts[file_id].rows_skipped for file_id in files):
+        duck.execute(f"delete from {rows_table} where reason is null and not ({keep_sql})", keep_params)
+    if any(counts[file_id].rows_rejected for file_id in files):
+        target.write(
+            duck,
+            schema,
+            "_rejected",
+            REJECTED_WRITE_COLUMNS,
+            f"""
+            select ?, files.url, rows.line_no, rows.reason, rows.raw, cast(? as timestamp with time zone)
+            from {rows_table} as rows
+            join (select unnest(?::integer[]) as file_id, unnest(?::varchar[]) as url) as files using (file_id)
+            where rows.reason is not null
+            """,
+            [load_id, datetime.now(UTC).isoformat(), list(files), list(files.values())],
+            target.columns(schema),
+        )

@@ -8,6 +8,8 @@ The rules (also in docs/decisions.md):
 * An existing BIGINT column that meets reals is widened to DOUBLE.
 * Any other value that does not fit its column's type is kept, as text, in the column's
   variant ``<column>__v_varchar``, created when first needed. Nothing is dropped.
+* Of several spellings of one column in one record, the first listed fills it (value or variant);
+  the others' values go to ``_unplaced_values`` (``ctsync.warehouse.unplaced``).
 """
 
 from __future__ import annotations
@@ -92,16 +94,7 @@ def value_sql(text: str, column_type: str) -> tuple[str, str | None]:
 
 
 def plan_expressions(plan: ColumnPlan, reader: ObjectReader) -> tuple[str, str | None]:
-    """Value and variant SQL for a column, coalescing its leaves in their listed order."""
-    values: list[str] = []
-    variants: list[str] = []
-    for leaf in plan.leaves:
-        value, variant = value_sql(reader.access(leaf.path), plan.type)
-        values.append(value)
-        if variant is not None:
-            variants.append(variant)
-    value_expr = values[0] if len(values) == 1 else f"coalesce({', '.join(values)})"
-    if not variants:
-        return value_expr, None
-    variant_expr = variants[0] if len(variants) == 1 else f"coalesce({', '.join(variants)})"
-    return value_expr, variant_expr
+    """Value and variant SQL for a column: the text of the first of its leaves (in their listed order) that
+    has a value, typed by :func:`value_sql`. Later leaves' other values go to ``_unplaced_values``."""
+    texts = [reader.access(leaf.path) for leaf in plan.leaves]
+    return value_sql(texts[0] if len(texts) == 1 else f"coalesce({', '.join(texts)})", plan.type)

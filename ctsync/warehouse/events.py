@@ -2,30 +2,38 @@
 
 Two ways in, one way out:
 
-* the fast path reads whole files with DuckDB's ``read_json`` (every non-blank line becomes
-  one row; a line that is not a JSON object becomes a row of NULLs);
-* a file with any line that does not validate is read again line by line (the exact path),
-  so each rejected line is quarantined with its number, its reason and its raw text.
+* the fast path reads whole files with DuckDB's ``read_json_objects`` (every non-blank line becomes
+  one row; a line that is not JSON becomes a row of NULLs);
+* a file with any line that does not validate, or that DuckDB cannot read at all, is read again line
+  by line (the exact path), so each rejected line is quarantined with its number, its reason and its
+  raw text, and a file whose gzip stream breaks still loads the lines before the break.
 
-Both fill the temp table ``_ct_rows``; from there, SQL computes the standard columns, the
-deterministic ``id``, the context columns and the property columns.
+Both fill the temp table ``_ct_rows`` through the same SQL; from there, SQL computes the standard
+columns, the deterministic ``id``, the context columns and the property columns.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import duckdb
-import pyarrow as pa
 
-from ctsync.exports.files import UTF8_BOM, decompress, is_gzip
+from ctsync.exports.content import ExactLines
 from ctsync.naming import event_table, property_column
-from ctsync.warehouse.structure import Leaf, ObjectReader, discover, leaves
+from ctsync.warehouse.staging import (
+    JSON_READER_OPTIONS,
+    StagedFile,
+    checked_lines_sql,
+    insert_lines,
+    read_whole_files,
+    too_long_sql,
+)
+from ctsync.warehouse.structure import Leaf, Node, ObjectReader, discover, duplicate_key_paths, leaves
 from ctsync.warehouse.tables import Column, Overflow, overflow_column
 from ctsync.warehouse.targets import Target
+from ctsync.warehouse.unplaced import ENTRY_TYPE, Unplaced, has_duplicates_sql, keys_beyond_sql
 
 TOP_LEVEL_COLUMNS = {
     "ts": "JSON",
@@ -36,7 +44,8 @@ TOP_LEVEL_COLUMNS = {
     "sessionProps": "JSON",
     "controlGroupName": "JSON",
 }
-_TOP_LEVEL_SPEC = json.dumps(TOP_LEVEL_COLUMNS)
+"""The fields of CleverTap's event record, as they are staged (``eventName`` must be a JSON string)."""
+_READ_SPEC = json.dumps(dict.fromkeys(TOP_LEVEL_COLUMNS, "JSON"))
 _TOP_LEVEL_STRUCT = ", ".join(f"{name} {type_}" for name, type_ in TOP_LEVEL_COLUMNS.items())
 _FIELDS = ", ".join(f'"{name}"' for name in TOP_LEVEL_COLUMNS)
 
@@ -82,9 +91,11 @@ TS_LOCAL_SQL = (
 
 REASON_SQL = f"""
 case
-    when eventName is null and ts is null and profile is null and deviceInfo is null
+    when event_name_json is null and ts is null and profile is null and deviceInfo is null
          and eventProps is null and sessionProps is null and controlGroupName is null
         then 'not a CleverTap event (no eventName, ts or other event field)'
+    when eventName is null and event_name_json is not null and json_type(event_name_json) <> 'NULL'
+        then 'eventName must be a JSON string, got ' || left(cast(event_name_json as varchar), 40)
     when eventName is null then 'missing eventName'
     when trim(eventName) = '' then 'eventName is empty'
     when ts is null or cast(ts as varchar) = 'null' then 'missing ts'
@@ -128,29 +139,49 @@ DERIVED_SQL = (
 """Computed from a staged row (its fields and ``reason``) in the same pass that stages it."""
 
 
-@dataclass
-class StagedFile:
-    """A file of the batch, as DuckDB reads it."""
-
-    file_id: int
-    local_path: str
-    compressed: bool
-    header: bool
-    series: str = ""
-    """See ``ExportFile.series``: identical events are numbered within a series."""
-
-
 def create_rows_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "create or replace temp table _ct_rows (file_id integer, line_no bigint, raw varchar, "
-        f"{_TOP_LEVEL_STRUCT}, ts_local timestamp, reason varchar, content_hash varchar, "
+        f"{_TOP_LEVEL_STRUCT}, ts_local timestamp, reason varchar, extras {ENTRY_TYPE}[], content_hash varchar, "
         + ", ".join(f"{shape} ubigint" for shape in KEY_SHAPES.values())
         + ")"
     )
 
 
-def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> None:
-    """Read whole files with read_json; a header line becomes one all-NULL row."""
+def _staged_rows_sql(records: str) -> str:
+    """The ``_ct_rows`` rows of ``records`` (file_id, line_no, raw, record: the line as JSON or NULL, and
+    reason: why it cannot load, if already known). ``extras`` holds the top-level fields no column reads
+    (unknown fields, a key named twice): see ``ctsync.warehouse.unplaced``."""
+    known = list(TOP_LEVEL_COLUMNS)
+    listed = "[" + ", ".join(f"'{name}'" for name in known) + "]"
+    others = ", ".join(f'fields."{name}" as "{name}"' for name in known if name != "eventName")
+    return f"""
+        select *, {DERIVED_SQL}
+        from (
+            select file_id, line_no, raw, {_FIELDS}, ts_local, coalesce(known_reason, {REASON_SQL}) as reason, extras
+            from (
+                select *, {TS_LOCAL_SQL} as ts_local
+                from (
+                    select file_id, line_no, raw, known_reason, {others},
+                        fields.eventName as event_name_json,
+                        case when json_type(fields.eventName) = 'VARCHAR'
+                            then json_extract_string(fields.eventName, '$') end as eventName,
+                        case when not list_has_all({listed}, top_keys) or {has_duplicates_sql("top_keys")}
+                            then {keys_beyond_sql("record", "top_keys", "", known)} end as extras
+                    from (
+                        select file_id, line_no, raw, record, reason as known_reason,
+                            json_transform(record, '{_READ_SPEC}') as fields, json_keys(record) as top_keys
+                        from ({records})
+                    )
+                )
+            )
+        )
+    """
+
+
+def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> set[int]:
+    """Read whole files with read_json_objects; a header line becomes one all-NULL row. Returns the files
+    DuckDB could not read (they are read line by line)."""
     con.execute(
         "create or replace temp table _ct_files as select * from "
         "(select unnest(?) as file_id, unnest(?) as local_path, unnest(?) as header, unnest(?) as series)",
@@ -161,27 +192,18 @@ def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> N
             [f.series or f.local_path for f in files],
         ],
     )
-    columns = "{" + ", ".join(f"'{name}': '{type_}'" for name, type_ in TOP_LEVEL_COLUMNS.items()) + "}"
-    for compressed in (True, False):
-        paths = [f.local_path for f in files if f.compressed == compressed]
-        if not paths:
-            continue
-        con.execute(
-            f"""
-            insert into _ct_rows
-            select *, {DERIVED_SQL}
-            from (
-            select file_id, null, null, {_FIELDS}, ts_local, {REASON_SQL} as reason
-            from (
-            select files.file_id, {_FIELDS}, {TS_LOCAL_SQL} as ts_local
-            from read_json(?, format = 'newline_delimited', ignore_errors = true, filename = true,
-                           compression = '{"gzip" if compressed else "none"}', columns = {columns}) as rows
+
+    def insert(paths: list[str], compressed: bool) -> None:
+        records = f"""
+            select files.file_id, null::bigint as line_no, null::varchar as raw, rows.json as record,
+                {too_long_sql("rows.json")} as reason
+            from read_json_objects(?, {JSON_READER_OPTIONS}, filename = true,
+                                   compression = '{"gzip" if compressed else "none"}') as rows
             join _ct_files as files on files.local_path = rows.filename
-            )
-            )
-            """,
-            [paths],
-        )
+        """
+        con.execute(f"insert into _ct_rows {_staged_rows_sql(records)}", [paths])
+
+    return read_whole_files(files, insert)
 
 
 def dirty_files(con: duckdb.DuckDBPyConnection, rows: str = "_ct_rows", files: str = "_ct_files") -> list[int]:
@@ -206,91 +228,14 @@ def drop_fast_header_rows(con: duckdb.DuckDBPyConnection, rows: str = "_ct_rows"
     )
 
 
-@dataclass
-class ExactLines:
-    """Lines of one file, split in Python so each keeps its number and text."""
-
-    header_lines: int = 0
-    line_numbers: list[int] = field(default_factory=list)
-    raw: list[str] = field(default_factory=list)
-    utf8_errors: list[bool] = field(default_factory=list)
-
-
-def split_lines(data: bytes, url: str, header: bool) -> ExactLines:
-    content = decompress(data, url) if is_gzip(data) else data
-    result = ExactLines()
-    pieces = content.split(b"\n")
-    if pieces and pieces[-1] == b"":
-        pieces.pop()
-    if pieces:
-        pieces[0] = pieces[0].removeprefix(UTF8_BOM)
-    for index, piece in enumerate(pieces):
-        line = piece[:-1] if piece.endswith(b"\r") else piece
-        if index == 0 and header:
-            result.header_lines = 1
-            continue
-        if not line.strip():
-            continue  # blank lines carry no data and are not lines of the file (docs/decisions.md)
-        try:
-            text, bad = line.decode("utf-8"), False
-        except UnicodeDecodeError:
-            text, bad = line.decode("utf-8", errors="replace"), True
-        result.line_numbers.append(index + 1)
-        result.raw.append(text)
-        result.utf8_errors.append(bad)
-    return result
-
-
-@contextmanager
-def registered_lines(con: duckdb.DuckDBPyConnection, name: str, lines: ExactLines) -> Iterator[None]:
-    """``lines`` visible to DuckDB as the view ``name`` (line_no, raw, utf8_error) for the duration."""
-    table = pa.table(
-        {
-            "line_no": pa.array(lines.line_numbers, pa.int64()),
-            "raw": pa.array(lines.raw, pa.large_string()),
-            "utf8_error": pa.array(lines.utf8_errors, pa.bool_()),
-        }
-    )
-    con.register(name, table)
-    try:
-        yield
-    finally:
-        con.unregister(name)
-
-
 def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines) -> None:
     """Stage one file line by line, with the precise reason for each line that fails."""
     con.execute("delete from _ct_rows where file_id = ?", [file_id])
-    with registered_lines(con, "_ct_lines", lines):
-        con.execute(
-            f"""
-            insert into _ct_rows
-            with checked as (
-                select line_no, raw, utf8_error,
-                    not utf8_error and json_valid(raw) as valid,
-                    case when not utf8_error and json_valid(raw) then json_type(raw) end as kind
-                from _ct_lines
-            ),
-            parsed as (
-                select line_no, raw, utf8_error, valid, kind,
-                    unnest(case when valid and kind = 'OBJECT' then json_transform(raw, '{_TOP_LEVEL_SPEC}') end)
-                from checked
-            ),
-            timed as (select *, {TS_LOCAL_SQL} as ts_local from parsed),
-            checked_rows as (
-                select ?, line_no, raw, {_FIELDS}, ts_local,
-                    case
-                        when utf8_error then 'invalid UTF-8'
-                        when not valid then 'invalid JSON'
-                        when kind <> 'OBJECT' then 'a JSON ' || lower(kind) || ', not an object'
-                        else {REASON_SQL}
-                    end as reason
-                from timed
-            )
-            select *, {DERIVED_SQL} from checked_rows
-            """,
-            [file_id],
-        )
+
+    def statement(view: str) -> str:
+        return f"insert into _ct_rows {_staged_rows_sql(checked_lines_sql(view))}"
+
+    insert_lines(con, lines, statement, [file_id])
 
 
 @dataclass(frozen=True)
@@ -310,47 +255,62 @@ class ContextPlan:
     profile: ObjectReader
     device: ObjectReader
     session: ObjectReader
+    unplaced: Unplaced
+    """The batch's values that no standard or context column holds (see ``ctsync.warehouse.unplaced``)."""
 
 
 def _context_columns(
-    tree_leaves: list[Leaf], reader: ObjectReader, prefix: str, mapping: dict[str, str] | None = None
+    tree: Node, reader: ObjectReader, prefix: str, unplaced: Unplaced, mapping: dict[str, str] | None = None
 ) -> list[Column]:
-    """One column per leaf; leaves that share a column (spellings) coalesce, in discovery order."""
+    """One column per leaf; leaves that share a column (spellings) coalesce, in discovery order, and the
+    later spellings' other values, like the object's duplicate keys, go to ``unplaced``."""
     merged: dict[str, list[Leaf]] = {}
-    for leaf in tree_leaves:
+    for leaf in leaves(tree.children):
         column = (mapping or {}).get(leaf.path[0]) if len(leaf.path) == 1 else None
         merged.setdefault(column or property_column(leaf.path, prefix=prefix), []).append(leaf)
+    pointer = "/" + reader.json_column
     result = []
     for column, column_leaves in merged.items():
         expressions = [f"cast({reader.access(leaf.path)} as varchar)" for leaf in column_leaves]
         expression = expressions[0] if len(expressions) == 1 else f"coalesce({', '.join(expressions)})"
         overflow = Overflow(overflow_column(prefix), reader.json_column, tuple(leaf.path for leaf in column_leaves))
         result.append(Column(column, "VARCHAR", expression, overflow))
+        if len(column_leaves) > 1:
+            unplaced.add_spellings(
+                reader.json_column, pointer, [leaf.path for leaf in column_leaves], expressions, column
+            )
+    for path in duplicate_key_paths(tree):
+        unplaced.add_duplicates(reader.json_column, path, pointer)
     return result
 
 
 def plan_context(con: duckdb.DuckDBPyConnection, priority: IdentifierPriority) -> ContextPlan:
     where = "reason is null"
 
-    def found(column: str) -> list[Leaf]:
-        return leaves(discover(con, "_ct_rows", column, where=where, shapes=KEY_SHAPES[column]).get(None, {}))
+    def found(column: str) -> Node:
+        return discover(con, "_ct_rows", column, where=where, shapes=KEY_SHAPES[column]).get(None) or Node()
 
     profile, device, session = found("profile"), found("deviceInfo"), found("sessionProps")
     # The identifier fields first: of two keys that differ only in case, they get the STRUCT.
     profile_keys = [(key,) for key in dict.fromkeys([*priority.user_id, priority.anonymous_id, "objectId", "identity"])]
-    profile_reader = ObjectReader.plan("profile", "p", [*profile_keys, *(leaf.path for leaf in profile)])
-    device_reader = ObjectReader.plan("deviceInfo", "d", [leaf.path for leaf in device])
-    session_reader = ObjectReader.plan("sessionProps", "s", [leaf.path for leaf in session])
+    profile_paths = [leaf.path for leaf in leaves(profile.children)]
+    profile_reader = ObjectReader.plan("profile", "p", [*profile_keys, *profile_paths])
+    device_reader = ObjectReader.plan("deviceInfo", "d", [leaf.path for leaf in leaves(device.children)])
+    session_reader = ObjectReader.plan("sessionProps", "s", [leaf.path for leaf in leaves(session.children)])
+    unplaced = Unplaced()
+    if con.execute("select count(*) from _ct_rows where reason is null and extras is not null").fetchall()[0][0]:
+        unplaced.add_list("extras")
     columns = (
-        _context_columns(profile, profile_reader, "context_traits_")
-        + _context_columns(device, device_reader, "context_device_")
-        + _context_columns(session, session_reader, "context_session_", UTM_CONTEXT)
+        _context_columns(profile, profile_reader, "context_traits_", unplaced)
+        + _context_columns(device, device_reader, "context_device_", unplaced)
+        + _context_columns(session, session_reader, "context_session_", unplaced, UTM_CONTEXT)
     )
     return ContextPlan(
         columns=columns,
         profile=profile_reader,
         device=device_reader,
         session=session_reader,
+        unplaced=unplaced,
     )
 
 
@@ -446,7 +406,7 @@ def event_rows_sql(
         select *, {user_id} as user_id, {anonymous_id} as anonymous_id
         from (
         select keys.*, rows.eventName as event_text, cast(? as timestamp with time zone) as received_at,
-            rows.eventProps, rows.controlGroupName, rows.profile, rows.deviceInfo, rows.sessionProps,
+            rows.eventProps, rows.controlGroupName, rows.profile, rows.deviceInfo, rows.sessionProps, rows.extras,
             {context.profile.transform_sql("rows.profile")} as p,
             {context.device.transform_sql("rows.deviceInfo")} as d,
             {context.session.transform_sql("rows.sessionProps")} as s

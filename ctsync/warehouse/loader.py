@@ -8,7 +8,6 @@ the event's content) against the batch and against what ``tracks`` already holds
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import tempfile
 import time
@@ -23,30 +22,17 @@ import duckdb
 from psycopg2 import DatabaseError
 
 from ctsync.errors import CtsyncError
-from ctsync.exports.files import (
-    ExportFile,
-    FileKind,
-    checksum,
-    discover_files,
-    first_line,
-    is_gzip,
-    is_header_line,
-    read_bytes,
-    sniff_kind,
-)
-from ctsync.naming import qualified, quote_identifier, schema_name
-from ctsync.warehouse import bookkeeping, events, profiles, tables
+from ctsync.exports.content import FileKind
+from ctsync.exports.files import ExportFile, discover_files
+from ctsync.naming import schema_name
+from ctsync.warehouse import bookkeeping, events, profiles
+from ctsync.warehouse.batch_files import Outcome, PreparedFile, prepare_files, stage_events, stage_profiles
 from ctsync.warehouse.bookkeeping import FileCounts
-from ctsync.warehouse.connection import (
-    WarehouseTarget,
-    configure_session,
-    connect_duckdb,
-    parse_warehouse,
-)
-from ctsync.warehouse.events import IdentifierPriority, StagedFile
-from ctsync.warehouse.structure import Node, discover, leaves, merge_trees
-from ctsync.warehouse.tables import Column
+from ctsync.warehouse.connection import WarehouseTarget, configure_session, connect_duckdb, parse_warehouse
+from ctsync.warehouse.events import IdentifierPriority
+from ctsync.warehouse.tables import WriteResult
 from ctsync.warehouse.targets import DuckDBTarget, PostgresTarget, Target
+from ctsync.warehouse.tracks import event_tables_of, write_event_tables
 
 DEFAULT_BATCH_BYTES = 512 * 1024 * 1024
 """Uncompressed bytes staged per transaction (gzip files count ~8x their size)."""
@@ -57,9 +43,16 @@ REGIONS = ("us", "eu")
 @dataclass
 class FileResult:
     file: ExportFile
-    status: str  # loaded | skipped | failed
+    status: str
+    """loaded | truncated (its gzip data is cut short: the lines before the cut loaded) | corrupt (its gzip
+    data is damaged: only its intact gzip members loaded) | skipped | unsupported (not a CleverTap
+    JSON-lines export) | failed (unreadable, or its batch failed)."""
     counts: FileCounts = field(default_factory=FileCounts)
     error: str | None = None
+
+
+PROBLEM_STATUSES = ("failed", "unsupported", "truncated", "corrupt")
+"""File outcomes that make a load fail (non-zero exit, a failed run): each needs someone to look."""
 
 
 @dataclass
@@ -69,6 +62,8 @@ class LoadSummary:
     files: list[FileResult] = field(default_factory=list)
     inserted_by_event: dict[str, int] = field(default_factory=dict)
     """New rows per table (event tables and ``identifies``)."""
+    unplaced_by_table: dict[str, int] = field(default_factory=dict)
+    """Values kept in each table's ``_unplaced_values`` (no column of their own) by this load."""
     users_refreshed: int = 0
     seconds: float = 0.0
     interrupted_before: int = 0
@@ -82,6 +77,22 @@ class LoadSummary:
     @property
     def failed(self) -> list[FileResult]:
         return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def problems(self) -> list[FileResult]:
+        """Files failed, refused as unsupported, or loaded only up to a break: the load did not fully succeed."""
+        return [f for f in self.files if f.status in PROBLEM_STATUSES]
+
+    @property
+    def reconciles(self) -> bool:
+        """Every line read is loaded, rejected or skipped, in every file."""
+        return all(f.counts.reconciles() for f in self.files)
+
+    def add_written(self, table: str, written: WriteResult) -> None:
+        if written.rows:
+            self.inserted_by_event[table] = self.inserted_by_event.get(table, 0) + written.rows
+        if written.unplaced_values:
+            self.unplaced_by_table[table] = self.unplaced_by_table.get(table, 0) + written.unplaced_values
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -197,9 +208,10 @@ def _load(
     summary.interrupted_before = bookkeeping.mark_interrupted(target, schema)
     load_id = uuid.uuid4().hex
     workdir = tempfile.mkdtemp(prefix="ctsync-load-")
+    seen: set[str] = set()
     try:
         for batch in _batches(files, options.batch_bytes):
-            _load_batch(duck, target, batch, schema, options, load_id, workdir, summary, progress)
+            _load_batch(duck, target, batch, schema, options, load_id, workdir, seen, summary, progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return summary
@@ -228,45 +240,6 @@ def _batches(files: list[ExportFile], batch_bytes: int) -> list[list[ExportFile]
     return batches
 
 
-@dataclass
-class _Prepared:
-    export_file: ExportFile
-    kind: FileKind
-    data: bytes
-    checksum: str
-    staged: StagedFile
-
-
-def _prepare(batch: list[ExportFile], options: LoadOptions, workdir: str, summary: LoadSummary) -> list[_Prepared]:
-    """Read each file once: checksum, kind (by name, else by content), header line, local copy."""
-    prepared: list[_Prepared] = []
-    seen: set[str] = set()
-    for index, export_file in enumerate(batch):
-        try:
-            data = read_bytes(export_file)
-        except CtsyncError as exc:
-            summary.files.append(FileResult(export_file, "failed", error=str(exc)))
-            continue
-        kind = export_file.kind if export_file.kind is not FileKind.UNKNOWN else sniff_kind(data)
-        if options.kinds is not None and kind not in options.kinds:
-            summary.files.append(FileResult(export_file, "skipped", error=f"a {kind.value} export, not loaded here"))
-            continue
-        digest = checksum(data)
-        if digest in seen:
-            summary.files.append(FileResult(export_file, "skipped", error="same content as another file"))
-            continue
-        seen.add(digest)
-        local_path = export_file.url
-        if export_file.is_remote:
-            local_path = os.path.join(workdir, f"{index}-{export_file.name}")
-            with open(local_path, "wb") as handle:
-                handle.write(data)
-        header = is_header_line(first_line(data), export_file.event_name_hint)
-        staged = StagedFile(index, local_path, is_gzip(data), header, export_file.series)
-        prepared.append(_Prepared(export_file, kind, data, digest, staged))
-    return prepared
-
-
 def _load_batch(
     duck: duckdb.DuckDBPyConnection,
     target: Target,
@@ -275,9 +248,12 @@ def _load_batch(
     options: LoadOptions,
     load_id: str,
     workdir: str,
+    seen: set[str],
     summary: LoadSummary,
     progress: ProgressCallback | None,
 ) -> None:
+    """One batch: skip what is loaded already, record what is refused, stage the rest outside any
+    transaction (a file DuckDB cannot read must not abort it), then write it all in one transaction."""
     unchanged = bookkeeping.loaded_fingerprints(
         target, schema, [(f.url, f.fingerprint) for f in batch if f.fingerprint is not None], options.filter_key
     )
@@ -287,10 +263,11 @@ def _load_batch(
             summary.files.append(FileResult(export_file, "skipped", error="already loaded (unchanged)"))
         else:
             fresh.append(export_file)
-    prepared = _prepare(fresh, options, workdir, summary)
-    already = bookkeeping.loaded_checksums(target, schema, [p.checksum for p in prepared], options.filter_key)
+    prepared = prepare_files(fresh, options.kinds, workdir, seen)
+    _record_outcomes(target, schema, load_id, prepared.outcomes, options, summary)
+    already = bookkeeping.loaded_checksums(target, schema, [p.checksum for p in prepared.files], options.filter_key)
     todo = []
-    for item in prepared:
+    for item in prepared.files:
         if item.checksum in already:
             summary.files.append(FileResult(item.export_file, "skipped", error="already loaded (same checksum)"))
         else:
@@ -302,36 +279,28 @@ def _load_batch(
     if not todo:
         return
     bookkeeping.start_files(
-        target,
-        schema,
-        load_id,
-        [
-            bookkeeping.FileStart(
-                item.export_file.url,
-                item.export_file.name,
-                item.kind.value,
-                item.export_file.size,
-                item.checksum,
-                item.export_file.fingerprint,
-            )
-            for item in todo
-        ],
-        options.export_job,
-        options.filter_key,
+        target, schema, load_id, [_file_start(item) for item in todo], options.export_job, options.filter_key
     )
+    counts: dict[int, FileCounts] = {item.staged.file_id: FileCounts() for item in todo}
+    event_items = [item for item in todo if item.kind is not FileKind.PROFILES]
+    profile_items = [item for item in todo if item.kind is FileKind.PROFILES]
     try:
+        broken = stage_events(duck, event_items, counts) if event_items else {}
+        broken |= stage_profiles(duck, profile_items, counts) if profile_items else {}
         target.begin()
-        counts: dict[int, FileCounts] = {item.staged.file_id: FileCounts() for item in todo}
-        event_items = [item for item in todo if item.kind is not FileKind.PROFILES]
-        profile_items = [item for item in todo if item.kind is FileKind.PROFILES]
         received_at = datetime.now(UTC).isoformat()
         if event_items:
-            _stage_and_write_events(duck, target, event_items, schema, options, load_id, received_at, summary, counts)
+            _write_events(duck, target, event_items, schema, options, load_id, received_at, summary, counts)
         if profile_items:
-            _stage_and_write_profiles(
-                duck, target, profile_items, schema, options, load_id, received_at, summary, counts
-            )
-        bookkeeping.finish_files(target, schema, load_id, {item.checksum: counts[item.staged.file_id] for item in todo})
+            _write_profiles(duck, target, profile_items, schema, options, load_id, received_at, summary, counts)
+        by_checksum = {item.staged.file_id: item.checksum for item in todo}
+        bookkeeping.finish_files(
+            target,
+            schema,
+            load_id,
+            {item.checksum: counts[item.staged.file_id] for item in todo},
+            broken={by_checksum[file_id]: (status, _broken(reason)) for file_id, (status, reason) in broken.items()},
+        )
         target.commit()
     except (duckdb.Error, CtsyncError, OSError, DatabaseError) as exc:
         message = _first_line(exc)
@@ -342,9 +311,48 @@ def _load_batch(
     else:
         _drop_temp_tables(duck)
         for item in todo:
-            summary.files.append(FileResult(item.export_file, "loaded", counts[item.staged.file_id]))
+            status, reason = broken.get(item.staged.file_id, ("loaded", None))
+            error = _broken(reason) if reason is not None else None
+            summary.files.append(FileResult(item.export_file, status, counts[item.staged.file_id], error))
     if progress is not None:
         progress(len(todo), sum(p.export_file.size for p in todo))
+
+
+def _broken(reason: str) -> str:
+    return f"{reason}; an intact copy of the file (another checksum) loads the rest, without repeating what loaded"
+
+
+def _file_start(item: PreparedFile) -> bookkeeping.FileStart:
+    export_file = item.export_file
+    return bookkeeping.FileStart(
+        export_file.url, export_file.name, item.kind.value, export_file.size, item.checksum, export_file.fingerprint
+    )
+
+
+def _record_outcomes(
+    target: Target,
+    schema: str,
+    load_id: str,
+    outcomes: list[Outcome],
+    options: LoadOptions,
+    summary: LoadSummary,
+) -> None:
+    """Files that went no further than preparation: listed in the summary; refused ones also in ``_loads``."""
+    refused = []
+    for outcome in outcomes:
+        summary.files.append(FileResult(outcome.export_file, outcome.status, error=outcome.reason))
+        if outcome.status in ("unsupported", "failed"):
+            export_file = outcome.export_file
+            start = bookkeeping.FileStart(
+                export_file.url,
+                export_file.name,
+                FileKind.UNKNOWN.value,
+                export_file.size,
+                outcome.checksum,
+                export_file.fingerprint,
+            )
+            refused.append((start, outcome.status, outcome.reason))
+    bookkeeping.record_refused(target, schema, load_id, refused, options.export_job, options.filter_key)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -353,7 +361,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _record_failed_batch(
-    target: Target, schema: str, load_id: str, todo: list[_Prepared], message: str, cause: BaseException
+    target: Target, schema: str, load_id: str, todo: list[PreparedFile], message: str, cause: BaseException
 ) -> None:
     """Undo the batch and mark its files ``failed`` with ``message``.
 
@@ -397,86 +405,10 @@ _TEMP_TABLES = (
 )
 
 
-def _count_and_quarantine(
+def _write_events(
     duck: duckdb.DuckDBPyConnection,
     target: Target,
-    rows_table: str,
-    items: list[_Prepared],
-    schema: str,
-    load_id: str,
-    counts: dict[int, FileCounts],
-    keep: tuple[str, list[object]] = ("true", []),
-) -> None:
-    """Per-file line counts, then the rejected lines into ``_rejected`` and the skipped ones out."""
-    keep_sql, keep_params = keep
-    for file_id, lines_read, valid, skipped in duck.execute(
-        "select file_id, count(*), count(*) filter (where reason is null), "
-        f"count(*) filter (where reason is null and not ({keep_sql})) from {rows_table} group by file_id",
-        keep_params,
-    ).fetchall():
-        counts[file_id].lines_read = lines_read
-        counts[file_id].rows_loaded = valid - skipped
-        counts[file_id].rows_skipped = skipped
-        counts[file_id].rows_rejected = lines_read - valid
-    if any(counts[item.staged.file_id].rows_skipped for item in items):
-        duck.execute(f"delete from {rows_table} where reason is null and not ({keep_sql})", keep_params)
-    if any(counts[item.staged.file_id].rows_rejected for item in items):
-        target.write(
-            duck,
-            schema,
-            "_rejected",
-            _REJECTED_COLUMNS,
-            f"""
-            select ?, files.url, rows.line_no, rows.reason, rows.raw, cast(? as timestamp with time zone)
-            from {rows_table} as rows
-            join (select unnest(?::integer[]) as file_id, unnest(?::varchar[]) as url) as files using (file_id)
-            where rows.reason is not null
-            """,
-            [
-                load_id,
-                datetime.now(UTC).isoformat(),
-                [item.staged.file_id for item in items],
-                [item.export_file.url for item in items],
-            ],
-            target.columns(schema),
-        )
-
-
-_REJECTED_COLUMNS = (
-    ("load_id", "VARCHAR"),
-    ("file", "VARCHAR"),
-    ("line_number", "BIGINT"),
-    ("reason", "VARCHAR"),
-    ("raw", "VARCHAR"),
-    ("rejected_at", "TIMESTAMP WITH TIME ZONE"),
-)
-
-
-def _reread_dirty_files(
-    duck: duckdb.DuckDBPyConnection,
-    todo: list[_Prepared],
-    counts: dict[int, FileCounts],
-    stage_exact: Callable[[duckdb.DuckDBPyConnection, int, events.ExactLines], None],
-    rows: str,
-    files: str,
-) -> None:
-    """Files with a line that did not validate are read again line by line, for exact reasons."""
-    dirty = set(events.dirty_files(duck, rows, files))
-    events.drop_fast_header_rows(duck, rows, files)
-    for item in todo:
-        file_id = item.staged.file_id
-        if file_id in dirty:
-            lines = events.split_lines(item.data, item.export_file.url, item.staged.header)
-            stage_exact(duck, file_id, lines)
-            counts[file_id].header_lines = lines.header_lines
-        else:
-            counts[file_id].header_lines = 1 if item.staged.header else 0
-
-
-def _stage_and_write_events(
-    duck: duckdb.DuckDBPyConnection,
-    target: Target,
-    todo: list[_Prepared],
+    todo: list[PreparedFile],
     schema: str,
     options: LoadOptions,
     load_id: str,
@@ -484,10 +416,8 @@ def _stage_and_write_events(
     summary: LoadSummary,
     counts: dict[int, FileCounts],
 ) -> None:
-    events.create_rows_table(duck)
-    events.stage_fast(duck, [item.staged for item in todo])
-    _reread_dirty_files(duck, todo, counts, events.stage_exact, "_ct_rows", "_ct_files")
-    _count_and_quarantine(duck, target, "_ct_rows", todo, schema, load_id, counts, _keep_filter(options))
+    files = {item.staged.file_id: item.export_file.url for item in todo}
+    bookkeeping.count_and_quarantine(duck, target, "_ct_rows", files, schema, load_id, counts, _keep_filter(options))
     names = events.register_event_names(duck)
     context = events.plan_context(duck, options.identifiers)
     existing = set(event_tables_of(target, schema))
@@ -502,13 +432,15 @@ def _stage_and_write_events(
         "select file_id, count(*) from _ct_keys where is_new group by file_id"
     ).fetchall():
         counts[file_id].rows_inserted = inserted
-    _write_tables(duck, target, schema, context, options.identifiers, names, received_at, summary)
+    written = write_event_tables(duck, target, schema, context, options.identifiers, names, received_at)
+    for table, result in written.items():
+        summary.add_written(table, result)
 
 
-def _stage_and_write_profiles(
+def _write_profiles(
     duck: duckdb.DuckDBPyConnection,
     target: Target,
-    todo: list[_Prepared],
+    todo: list[PreparedFile],
     schema: str,
     options: LoadOptions,
     load_id: str,
@@ -516,20 +448,8 @@ def _stage_and_write_profiles(
     summary: LoadSummary,
     counts: dict[int, FileCounts],
 ) -> None:
-    staged = [
-        profiles.ProfileFile(
-            item.staged.file_id,
-            item.staged.local_path,
-            item.staged.compressed,
-            item.staged.header,
-            _exported_at(item.export_file),
-        )
-        for item in todo
-    ]
-    profiles.create_rows_table(duck)
-    profiles.stage_fast(duck, staged)
-    _reread_dirty_files(duck, todo, counts, profiles.stage_exact, "_ct_profile_rows", "_ct_profile_files")
-    _count_and_quarantine(duck, target, "_ct_profile_rows", todo, schema, load_id, counts)
+    files = {item.staged.file_id: item.export_file.url for item in todo}
+    bookkeeping.count_and_quarantine(duck, target, "_ct_profile_rows", files, schema, load_id, counts)
     profiles.build_identifies(
         duck,
         target,
@@ -542,108 +462,9 @@ def _stage_and_write_profiles(
         "select file_id, count(*) from _ct_identifies where is_new group by file_id"
     ).fetchall():
         counts[file_id].rows_inserted = inserted
-    identifies, users = profiles.write_identifies_and_users(duck, target, schema, received_at)
-    if identifies:
-        summary.inserted_by_event["identifies"] = summary.inserted_by_event.get("identifies", 0) + identifies
-        summary.users_refreshed += users
-
-
-def _exported_at(export_file: ExportFile) -> str | None:
-    """CleverTap's run timestamp from the file name (epoch seconds), as ISO-8601."""
-    if export_file.run_ts is None:
-        return None
-    try:
-        return datetime.fromtimestamp(int(export_file.run_ts), UTC).isoformat()
-    except (ValueError, OverflowError, OSError):
-        return None
-
-
-def _write_tables(
-    duck: duckdb.DuckDBPyConnection,
-    target: Target,
-    schema: str,
-    context: events.ContextPlan,
-    priority: IdentifierPriority,
-    names: dict[str, str],
-    received_at: str,
-    summary: LoadSummary,
-) -> None:
-    existing = target.columns(schema)
-    base = [
-        *(Column(name, type_, expression) for name, type_, expression in events.STANDARD_COLUMNS),
-        *context.columns,
-    ]
-    shapes = events.KEY_SHAPES["eventProps"]
-    by_name = discover(duck, "_ct_rows", "eventProps", group="eventName", where="reason is null", shapes=shapes)
-    props: dict[str, dict[str, Node]] = {}
-    for name, tree in by_name.items():
-        if name is not None:
-            merge_trees(props.setdefault(names[name], {}), tree)
-    event_tables = [
-        str(row[0]) for row in duck.execute("select distinct event from _ct_keys where is_new order by 1").fetchall()
-    ]
-    control_group = Column("control_group_name", "VARCHAR", "json_extract_string(controlGroupName, '$')")
-    for table in event_tables:
-        source, params = events.event_rows_sql(
-            context, priority, sorted(name for name, event in names.items() if event == table), received_at
-        )
-        inserted = tables.write_object_rows(
-            duck,
-            target,
-            schema,
-            table,
-            source=source,
-            params=[*params, table],
-            json_column="eventProps",
-            object_leaves=leaves(props.get(table, {})),
-            base=base,
-            optional=[control_group],
-            existing=existing,
-        )
-        summary.inserted_by_event[table] = summary.inserted_by_event.get(table, 0) + inserted
-    if event_tables:
-        refresh_tracks_view(target, schema)
-
-
-def event_tables_of(target: Target, schema: str) -> list[str]:
-    """Tables the loader made for events: base tables with an ``event_text`` column."""
-    rows = target.execute(
-        """
-        select columns.table_name
-        from information_schema.columns as columns
-        join information_schema.tables as tables
-            on tables.table_schema = columns.table_schema and tables.table_name = columns.table_name
-        where columns.table_schema = ? and columns.column_name = 'event_text'
-            and tables.table_type = 'BASE TABLE' and columns.table_name <> 'tracks'
-        order by 1
-        """,
-        [schema],
-    )
-    return [str(row[0]) for row in rows]
-
-
-def refresh_tracks_view(target: Target, schema: str) -> None:
-    """``tracks``: every event, standard and context columns only, as a view over the event tables.
-
-    Same columns and rows as Segment's ``tracks`` table without storing every event twice. Columns
-    keep their order and new ones are appended (PostgreSQL only lets a view grow at the end).
-    """
-    existing = target.columns(schema)
-    event_tables = event_tables_of(target, schema)
-    standard = [name for name, _, _ in events.STANDARD_COLUMNS]
-    columns = list(existing.get("tracks", {})) or list(standard)
-    context = sorted(
-        {column for table in event_tables for column in existing[table] if column.startswith("context_")} - set(columns)
-    )
-    columns += context
-    selects = []
-    for table in event_tables:
-        parts = [
-            quote_identifier(column) if column in existing[table] else f"null::varchar as {quote_identifier(column)}"
-            for column in columns
-        ]
-        selects.append(f"select {', '.join(parts)} from {qualified(schema, table)}")
-    target.execute(f"create or replace view {qualified(schema, 'tracks')} as " + "\nunion all\n".join(selects))
+    written, users = profiles.write_identifies_and_users(duck, target, schema, received_at)
+    summary.add_written("identifies", written)
+    summary.users_refreshed += users
 
 
 def _keep_filter(options: LoadOptions) -> tuple[str, list[object]]:

@@ -16,12 +16,22 @@ from dataclasses import dataclass
 
 import duckdb
 
+from ctsync.exports.content import ExactLines
 from ctsync.naming import qualified, quote_identifier
 from ctsync.warehouse import tables
-from ctsync.warehouse.events import ExactLines, IdentifierPriority, registered_lines
-from ctsync.warehouse.structure import discover, json_path_sql, leaves
-from ctsync.warehouse.tables import Column
+from ctsync.warehouse.events import IdentifierPriority
+from ctsync.warehouse.staging import (
+    JSON_READER_OPTIONS,
+    StagedFile,
+    checked_lines_sql,
+    insert_lines,
+    read_whole_files,
+    too_long_sql,
+)
+from ctsync.warehouse.structure import Node, discover, json_path_sql
+from ctsync.warehouse.tables import Column, WriteResult
 from ctsync.warehouse.targets import Catalog, Target
+from ctsync.warehouse.unplaced import UNPLACED_COLUMN
 
 # Profile exports spell the identifiers their own way.
 PROFILE_KEYS = {"identity": "identity", "email": "Email", "phone": "Phone", "objectId": "clevertapId"}
@@ -53,12 +63,8 @@ end
 
 
 @dataclass
-class ProfileFile:
-    file_id: int
-    local_path: str
-    compressed: bool
-    header: bool
-    exported_at: str | None
+class ProfileFile(StagedFile):
+    exported_at: str | None = None
     """When CleverTap ran the export (from the file name), ISO-8601; None means the load time."""
 
 
@@ -69,7 +75,13 @@ def create_rows_table(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[ProfileFile]) -> None:
+def _staged_rows_sql(records: str) -> str:
+    """The ``_ct_profile_rows`` rows of ``records`` (file_id, line_no, raw, record, reason if known)."""
+    return f"select file_id, line_no, raw, record, coalesce(reason, {REASON_SQL}) from ({records})"
+
+
+def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[ProfileFile]) -> set[int]:
+    """Read whole files; returns the files DuckDB could not read (they are read line by line)."""
     con.execute(
         "create or replace temp table _ct_profile_files as select * from "
         "(select unnest(?) as file_id, unnest(?) as local_path, unnest(?) as header, "
@@ -81,49 +93,27 @@ def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[ProfileFile]) -> 
             [f.exported_at for f in files],
         ],
     )
-    for compressed in (True, False):
-        paths = [f.local_path for f in files if f.compressed == compressed]
-        if not paths:
-            continue
-        con.execute(
-            f"""
-            insert into _ct_profile_rows
-            select file_id, null, null, record, {REASON_SQL}
-            from (
-                select files.file_id, rows.json as record
-                from read_ndjson_objects(?, ignore_errors = true, filename = true,
-                                         compression = '{"gzip" if compressed else "none"}') as rows
-                join _ct_profile_files as files on files.local_path = rows.filename
-            )
-            """,
-            [paths],
-        )
+
+    def insert(paths: list[str], compressed: bool) -> None:
+        records = f"""
+            select files.file_id, null::bigint as line_no, null::varchar as raw, rows.json as record,
+                {too_long_sql("rows.json")} as reason
+            from read_json_objects(?, {JSON_READER_OPTIONS}, filename = true,
+                                   compression = '{"gzip" if compressed else "none"}') as rows
+            join _ct_profile_files as files on files.local_path = rows.filename
+        """
+        con.execute(f"insert into _ct_profile_rows {_staged_rows_sql(records)}", [paths])
+
+    return read_whole_files(files, insert)
 
 
 def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines) -> None:
     con.execute("delete from _ct_profile_rows where file_id = ?", [file_id])
-    with registered_lines(con, "_ct_profile_lines", lines):
-        con.execute(
-            f"""
-            insert into _ct_profile_rows
-            with checked as (
-                select line_no, raw, utf8_error, not utf8_error and json_valid(raw) as valid
-                from _ct_profile_lines
-            ),
-            parsed as (
-                select *, case when valid then json(raw) end as record from checked
-            )
-            select ?, line_no, raw, record,
-                case
-                    when utf8_error then 'invalid UTF-8'
-                    when not valid then 'invalid JSON'
-                    when json_type(record) <> 'OBJECT' then 'a JSON ' || lower(json_type(record)) || ', not an object'
-                    else {REASON_SQL}
-                end
-            from parsed
-            """,
-            [file_id],
-        )
+
+    def statement(view: str) -> str:
+        return f"insert into _ct_profile_rows {_staged_rows_sql(checked_lines_sql(view))}"
+
+    insert_lines(con, lines, statement, [file_id])
 
 
 def build_identifies(
@@ -182,11 +172,12 @@ def build_identifies(
 
 def write_identifies_and_users(
     con: duckdb.DuckDBPyConnection, target: Target, schema: str, received_at: str
-) -> tuple[int, int]:
-    """Insert the new ``identifies`` rows and refresh the ``users`` rows they touch. Returns both counts."""
+) -> tuple[WriteResult, int]:
+    """Insert the new ``identifies`` rows and refresh the ``users`` rows they touch. Returns the write and
+    the number of users refreshed."""
     existing = target.columns(schema)
-    tree = discover(con, "_ct_identifies", "record", where="is_new").get(None, {})
-    inserted = tables.write_object_rows(
+    tree = discover(con, "_ct_identifies", "record", where="is_new").get(None) or Node()
+    written = tables.write_object_rows(
         con,
         target,
         schema,
@@ -194,18 +185,20 @@ def write_identifies_and_users(
         source="select * from _ct_identifies where is_new",
         params=[],
         json_column="record",
-        object_leaves=leaves(tree),
+        object_tree=tree,
+        json_pointer="",
         base=STANDARD,
+        received_at=received_at,
         existing=existing,
     )
-    if not inserted:
-        return 0, 0
-    return inserted, _refresh_users(target, schema, existing, received_at)
+    if not written.rows:
+        return written, 0
+    return written, _refresh_users(target, schema, existing, received_at)
 
 
 def _refresh_users(target: Target, schema: str, existing: Catalog, received_at: str) -> int:
     """Recompute, from all of ``identifies``, the users whose records this load added."""
-    standard = {column.name for column in STANDARD}
+    standard = {column.name for column in STANDARD} | {UNPLACED_COLUMN}  # a record's, not a user's
     traits = [(name, type_) for name, type_ in existing["identifies"].items() if name not in standard]
     wanted = [("id", "VARCHAR"), ("received_at", "TIMESTAMP WITH TIME ZONE"), ("uuid_ts", "TIMESTAMP WITH TIME ZONE")]
     target.ensure_table(schema, "users", wanted + traits, existing)

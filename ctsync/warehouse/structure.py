@@ -35,6 +35,9 @@ class Node:
     children: dict[str, Node] = field(default_factory=dict)
     mixed_object: bool = False
     """Some rows hold an object at this key and others a scalar or array: keep it as text."""
+    duplicate_keys: bool = False
+    """Some row's object at this key names a key twice (``{"a": 1, "a": 2}``): only the first occurrence
+    gets the column, the later ones go to ``_unplaced_values``."""
 
     @property
     def is_object(self) -> bool:
@@ -73,14 +76,15 @@ def discover(
     group: str | None = None,
     where: str = "true",
     shapes: str | None = None,
-) -> dict[str | None, dict[str, Node]]:
-    """Key tree of the JSON objects in ``relation.column``, per value of ``group``.
+) -> dict[str | None, Node]:
+    """The key tree of the JSON objects in ``relation.column``, per value of ``group``: the root node of
+    each group, whose children are the objects' top-level keys.
 
     ``shapes`` names a column holding a hash of each row's list of top-level keys of ``column``
     (taken when the row was staged): the top level then parses one row per distinct list, not all.
     """
     group_sql = group if group is not None else "null::varchar"
-    trees: dict[str | None, dict[str, Node]] = {}
+    roots: dict[str | None, Node] = {}
     frontier: list[tuple[str | None, tuple[str, ...], dict[str, Node]]] = []
 
     source = f"select {group_sql} as grp, {column} as value from {relation} where {column} is not null and ({where})"
@@ -89,13 +93,23 @@ def discover(
             f"select {group_sql} as grp, any_value({column}) as value from {relation} "
             f"where {shapes} is not null and ({where}) group by {group_sql}, {shapes}"
         )
-    top_level = f"select distinct grp, unnest(json_keys(value)) as key from ({source})"
-    rows = con.execute(f"select grp, key from ({top_level}) order by grp nulls first, key").fetchall()
-    for grp, key in rows:
-        tree = trees.setdefault(grp, {})
-        tree.setdefault(key, Node())
-    for grp, tree in trees.items():
-        frontier.append((grp, (), tree))
+    rows = con.execute(
+        f"""
+        with keyed as materialized (select grp, json_keys(value) as keys from ({source}))
+        select distinct grp, unnest(keys) as key, false as duplicated from keyed
+        union all
+        select distinct grp, null, true from keyed where len(keys) <> len(list_distinct(keys))
+        order by grp nulls first, key nulls first
+        """
+    ).fetchall()
+    for grp, key, duplicated in rows:
+        root = roots.setdefault(grp, Node(kinds={"OBJECT"}))
+        if duplicated:
+            root.duplicate_keys = True
+        else:
+            root.children.setdefault(key, Node())
+    for grp, root in roots.items():
+        frontier.append((grp, (), root.children))
 
     depth = 0
     while frontier and depth < MAX_DEPTH:
@@ -108,15 +122,16 @@ def discover(
                 node = tree[path[-1]]
                 node.kinds |= node_kinds
                 if "OBJECT" in node.kinds and depth < MAX_DEPTH:
-                    children, mixed = _child_keys(con, relation, column, group_sql, grp, path, where)
-                    node.mixed_object = mixed
-                    if not mixed:
+                    children, node.mixed_object, node.duplicate_keys = _child_keys(
+                        con, relation, column, group_sql, grp, path, where
+                    )
+                    if not node.mixed_object:
                         for child in children:
                             node.children.setdefault(child, Node())
                         if node.children:
                             next_frontier.append((grp, path, node.children))
         frontier = next_frontier
-    return trees
+    return roots
 
 
 def _group_filter(group_sql: str, grp: str | None) -> tuple[str, list[object]]:
@@ -135,10 +150,32 @@ def _kinds(
 ) -> list[list[set[str]]]:
     """For each (group, paths) of ``level``, the kinds of the values at each path in the group's sample.
 
-    One statement for the whole level (a UNION ALL of per-group samples), so DuckDB reads the
-    groups in parallel.
+    A path whose sampled values are all null or absent (a key only later rows have) is read again in
+    every row of its group: a key with a value anywhere in the batch always gets its column.
     """
     result: list[list[set[str]]] = [[set() for _ in paths] for _, paths in level]
+    for (index, position), kinds in _kinds_of(con, relation, column, group_sql, level, where, SAMPLE_ROWS).items():
+        result[index][position] = kinds
+    positions = [[i for i, kinds in enumerate(found) if kinds <= {"NULL"}] for found in result]
+    if any(positions):
+        unseen = [(grp, [paths[i] for i in wanted]) for (grp, paths), wanted in zip(level, positions, strict=True)]
+        for (index, position), kinds in _kinds_of(con, relation, column, group_sql, unseen, where, None).items():
+            result[index][positions[index][position]] = kinds
+    return result
+
+
+def _kinds_of(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    column: str,
+    group_sql: str,
+    level: list[tuple[str | None, list[tuple[str, ...]]]],
+    where: str,
+    limit: int | None,
+) -> dict[tuple[int, int], set[str]]:
+    """(group index, path index) -> the kinds of the values there, in the first ``limit`` rows of each group
+    (all rows: None). One statement for the whole level (a UNION ALL of per-group reads), so DuckDB reads
+    the groups in parallel."""
     selects: list[str] = []
     params: list[object] = []
     for index, (grp, paths) in enumerate(level):
@@ -152,13 +189,13 @@ def _kinds(
                 select {column} as value
                 from {relation}
                 where {column} is not null and {condition} and ({where})
-                limit {SAMPLE_ROWS}
+                {f"limit {limit}" if limit is not None else ""}
             )
             """
         )
         params += [len(paths), [json_path(path) for path in paths], *group_params]
     if not selects:
-        return result
+        return {}
     rows = con.execute(
         f"""
         select level_index, position, list(distinct kind)
@@ -168,9 +205,7 @@ def _kinds(
         """,
         params,
     ).fetchall()
-    for level_index, position, kinds in rows:
-        result[level_index][position] = set(kinds)
-    return result
+    return {(int(level_index), int(position)): set(kinds) for level_index, position, kinds in rows}
 
 
 def _child_keys(
@@ -181,36 +216,39 @@ def _child_keys(
     grp: str | None,
     path: tuple[str, ...],
     where: str,
-) -> tuple[list[str], bool]:
-    """Keys of the objects at ``path`` (all rows), and whether any row has a non-object there."""
+) -> tuple[list[str], bool, bool]:
+    """Keys of the objects at ``path`` (all rows), whether any row has a non-object there, and whether
+    any row's object there names a key twice."""
     condition, params = _group_filter(group_sql, grp)
     path_sql = json_path(path)
     rows = con.execute(
         f"""
         with typed as materialized (
-            select {column} as value, json_type({column}, ?) as kind
-            from {relation}
-            where {column} is not null and {condition} and ({where})
+            select kind, case when kind = 'OBJECT' then json_keys(value, ?) end as keys
+            from (
+                select {column} as value, json_type({column}, ?) as kind
+                from {relation}
+                where {column} is not null and {condition} and ({where})
+            )
         )
         select
-            (select list(distinct key) from (
-                select unnest(json_keys(value, ?)) as key from typed where kind = 'OBJECT'
-            )),
-            (select coalesce(bool_or(kind not in ('OBJECT', 'NULL')), false) from typed where kind is not null)
+            (select list(distinct key) from (select unnest(keys) as key from typed)),
+            (select coalesce(bool_or(kind not in ('OBJECT', 'NULL')), false) from typed where kind is not null),
+            (select coalesce(bool_or(len(keys) <> len(list_distinct(keys))), false) from typed)
         """,
-        [path_sql, *params, path_sql],
+        [path_sql, path_sql, *params],
     ).fetchall()
-    keys, mixed = rows[0] if rows else ([], False)
-    return sorted(str(key) for key in keys or []), bool(mixed)
+    keys, mixed, duplicated = rows[0] if rows else ([], False, False)
+    return sorted(str(key) for key in keys or []), bool(mixed), bool(duplicated)
 
 
-def merge_trees(target: dict[str, Node], other: dict[str, Node]) -> None:
+def merge_trees(target: Node, other: Node) -> None:
     """Fold ``other`` into ``target`` (two event names that share a table)."""
-    for key, node in other.items():
-        mine = target.setdefault(key, Node())
-        mine.kinds |= node.kinds
-        mine.mixed_object = mine.mixed_object or node.mixed_object
-        merge_trees(mine.children, node.children)
+    target.kinds |= other.kinds
+    target.mixed_object = target.mixed_object or other.mixed_object
+    target.duplicate_keys = target.duplicate_keys or other.duplicate_keys
+    for key, node in other.children.items():
+        merge_trees(target.children.setdefault(key, Node()), node)
 
 
 def leaves(tree: dict[str, Node], prefix: tuple[str, ...] = ()) -> list[Leaf]:
@@ -223,6 +261,17 @@ def leaves(tree: dict[str, Node], prefix: tuple[str, ...] = ()) -> list[Leaf]:
         else:
             result.append(Leaf(path=path, kinds=frozenset(node.kinds)))
     return result
+
+
+def duplicate_key_paths(node: Node, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Paths of the flattened objects (the root is ``()``) where some row names a key twice. An object
+    kept whole as JSON text keeps its duplicate keys in that text."""
+    if not (node.is_object and node.children):
+        return []
+    found = [prefix] if node.duplicate_keys else []
+    for key, child in node.children.items():
+        found.extend(duplicate_key_paths(child, (*prefix, key)))
+    return found
 
 
 def text_spec(paths: Iterable[tuple[str, ...]]) -> str:

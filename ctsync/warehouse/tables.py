@@ -9,8 +9,9 @@ import duckdb
 
 from ctsync.naming import property_column
 from ctsync.warehouse.columns import ColumnPlan, new_column_type, plan_expressions, variant_column, widened_type
-from ctsync.warehouse.structure import Leaf, ObjectReader, json_path_sql
+from ctsync.warehouse.structure import Leaf, Node, ObjectReader, duplicate_key_paths, json_path_sql, leaves
 from ctsync.warehouse.targets import Catalog, Target, canonical_type
+from ctsync.warehouse.unplaced import UNPLACED_COLUMN, Unplaced
 
 MAX_TABLE_COLUMNS = 1000
 """Columns a table may have. Past it, keys that would need a new column keep their whole object in the
@@ -95,22 +96,28 @@ def write_object_rows(
     source: str,
     params: Sequence[object],
     json_column: str,
-    object_leaves: list[Leaf],
+    object_tree: Node,
+    json_pointer: str,
     base: Sequence[Column],
     optional: Sequence[Column] = (),
+    unplaced: Unplaced | None = None,
+    received_at: str,
     existing: Catalog,
     max_columns: int | None = None,
-) -> int:
-    """Write ``source``'s rows (a DuckDB query) into ``table``: ``base`` columns, then one per leaf of ``json_column``.
+) -> WriteResult:
+    """Write ``source``'s rows (a DuckDB query) into ``table``: ``base`` columns, then one per leaf of
+    ``json_column`` (whose key tree is ``object_tree``, and which sits at ``json_pointer`` in a line).
 
     The table is created or evolved first (new columns, BIGINT widened to DOUBLE). New columns, variant
     columns that might be needed, and the ``optional`` columns are only kept once they hold a value.
     A table never grows past ``max_columns`` (default ``MAX_TABLE_COLUMNS``): columns it has no room for
-    go to their overflow column.
+    go to their overflow column. Values with no column of their own (``unplaced``, plus the object's
+    duplicate keys and other spellings) go to ``_unplaced_values``; the rows written carry ``received_at``.
     """
     current = existing.get(table, {})
     overflow_name = overflow_column("")
-    plans = plan_columns(object_leaves, current, frozenset(column.name for column in base) | {overflow_name})
+    reserved = frozenset(column.name for column in base) | {overflow_name, UNPLACED_COLUMN}
+    plans = plan_columns(leaves(object_tree.children), current, reserved)
     names = set(current)
     room = (MAX_TABLE_COLUMNS if max_columns is None else max_columns) - OVERFLOW_RESERVE - len(names)
     spilled: dict[tuple[str, str], list[tuple[str, ...]]] = {}  # (overflow column, JSON column) -> paths
@@ -161,11 +168,50 @@ def write_object_rows(
         columns.append((name, "VARCHAR"))
         expressions.append(_overflow_sql(object_column, paths))
         speculative.append(name)
+    gathered = _unplaced_for(json_column, json_pointer, object_tree, admitted, reader, unplaced)
+    if not gathered.empty:
+        columns.append((UNPLACED_COLUMN, "VARCHAR"))
+        expressions.append(gathered.column_sql())
+        speculative.append(UNPLACED_COLUMN)
     if table in existing:
         for plan in admitted:
             if plan.widen_from is not None:
                 target.alter_type(schema, table, plan.name, plan.type, existing)
+    helpers = "".join(f", {helper}" for helper in gathered.helpers)
     select_sql = (
-        f"select {', '.join(expressions)} from (select *, {reader.transform_sql()} as object_values from ({source}))"
+        f"select {', '.join(expressions)} "
+        f"from (select *, {reader.transform_sql()} as object_values{helpers} from ({source}))"
     )
-    return target.write(duck, schema, table, columns, select_sql, params, existing, speculative)
+    rows = target.write(duck, schema, table, columns, select_sql, params, existing, speculative)
+    moved = 0
+    if rows and UNPLACED_COLUMN in existing.get(table, {}):
+        moved = target.json_array_total(schema, table, UNPLACED_COLUMN, received_at)
+    return WriteResult(rows, moved)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    rows: int
+    unplaced_values: int
+    """Values this write kept in ``_unplaced_values``."""
+
+
+def _unplaced_for(
+    json_column: str,
+    json_pointer: str,
+    tree: Node,
+    admitted: list[ColumnPlan],
+    reader: ObjectReader,
+    given: Unplaced | None,
+) -> Unplaced:
+    """``given`` plus the object's own values that get no column: later duplicate keys, other spellings."""
+    gathered = Unplaced()
+    if given is not None:
+        gathered.extend(given)
+    for path in duplicate_key_paths(tree):
+        gathered.add_duplicates(json_column, path, json_pointer)
+    for plan in admitted:
+        if len(plan.leaves) > 1:
+            paths = [leaf.path for leaf in plan.leaves]
+            gathered.add_spellings(json_column, json_pointer, paths, [reader.access(path) for path in paths], plan.name)
+    return gathered

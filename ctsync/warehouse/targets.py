@@ -103,6 +103,18 @@ class Target(ABC):
     def latest_value_sql(self, column: str) -> str:
         """Aggregate: ``column``'s latest non-null value by (timestamp, received_at)."""
 
+    def json_array_total(self, schema: str, table: str, column: str, received_at: str) -> int:
+        """The total length of the JSON arrays in ``column`` of the rows received at ``received_at``."""
+        rows = self.execute(
+            f"select coalesce(sum({self.json_array_length_sql(quote_identifier(column))}), 0) "
+            f"from {qualified(schema, table)} where received_at = cast(? as timestamp with time zone)",
+            [received_at],
+        )
+        return int(rows[0][0])
+
+    def json_array_length_sql(self, column_sql: str) -> str:
+        return f"json_array_length({column_sql})"
+
     def columns(self, schema: str) -> Catalog:
         tables: Catalog = {}
         for table, column, data_type in self.execute(
@@ -324,6 +336,9 @@ class PostgresTarget(Target):
             )
             known = [str(row[0]) for row in self.execute(union)]
         duck.execute("create or replace temp table _ct_known as select unnest(?::varchar[]) as id", [known])
+
+    def json_array_length_sql(self, column_sql: str) -> str:
+        return f"json_array_length({column_sql}::json)"
 
     def latest_value_sql(self, column: str) -> str:
         quoted = quote_identifier(column)

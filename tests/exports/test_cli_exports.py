@@ -193,7 +193,7 @@ def test_a_failed_run_exits_with_1(project: Path) -> None:
     result = cli(project, "run", "nowhere")
     assert result.exit_code == 1
     assert "run failed, now PENDING" in " ".join(result.output.split())
-    assert "matches no export file" in " ".join(result.output.split())
+    assert "matches no file" in " ".join(result.output.split())
 
 
 def test_unknown_export_and_missing_settings_file(project: Path) -> None:

@@ -330,7 +330,7 @@ def test_an_edit_applies_from_the_next_run(small: Path, catalog: EventCatalog, w
     config = write_config(tmp_path / "ctsync.yml", export("edited", tmp_path / "missing"))
     failed = run("edited", config, warehouse, catalog, Clock())
     assert failed.status is RunStatus.FAILED
-    assert "matches no export file" in (failed.error or "")
+    assert "matches no file" in (failed.error or "")
     assert failed.export_status is ExportStatus.PENDING
     write_config(tmp_path / "ctsync.yml", export("edited", empty_for_now, data_type="engagement_events"))
     result = run("edited", config, warehouse, catalog, Clock(END + timedelta(hours=1)))

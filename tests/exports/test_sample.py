@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ctsync.exports import sample
-from ctsync.exports.files import FileKind, first_lines, parse_file_name
+from ctsync.exports.content import FileKind, first_lines
+from ctsync.exports.files import parse_file_name
 from ctsync.exports.sample import write_sample_export
 
 END = datetime(2026, 11, 1, tzinfo=UTC)

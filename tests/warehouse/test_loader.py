@@ -353,7 +353,7 @@ def test_a_byte_order_mark_at_the_start_of_a_file_is_not_part_of_its_first_line(
 
 
 def test_a_path_that_matches_nothing_is_an_error(tmp_path: Path, warehouse: str) -> None:
-    with pytest.raises(CtsyncError, match="matches no export file"):
+    with pytest.raises(CtsyncError, match="matches no file"):
         load_export_files([str(tmp_path / "missing" / "*.json.gz")], OPTIONS, warehouse=warehouse)
 
 

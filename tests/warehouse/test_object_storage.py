@@ -108,5 +108,5 @@ def test_loads_from_s3_and_reads_only_new_files(tmp_path: Path, warehouse: str, 
 def test_a_missing_prefix_is_a_clear_error(warehouse: str, s3: object) -> None:
     from ctsync.errors import CtsyncError
 
-    with pytest.raises(CtsyncError, match="matches no export file"):
+    with pytest.raises(CtsyncError, match="matches no file"):
         load_export_files([f"s3://{BUCKET}/nothing-here/"], LoadOptions(nickname="CleverTap_Prod"), warehouse=warehouse)

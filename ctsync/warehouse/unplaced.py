@@ -1,0 +1,118 @@
+"""``_unplaced_values``: the values of a record that no column holds, kept per row.
+
+A value can be in a record and still have no column to go to:
+
+* a key named twice in one object (``{"a": 1, "a": 2}``, a second ``eventName``): the first
+  occurrence fills the column;
+* two spellings of one column in the same record with different values (``Order Count`` and
+  ``order_count``, ``Email`` and ``email``): the spelling that sorts first fills the column;
+* a top-level field outside CleverTap's event record.
+
+Each such value is kept in the row's ``_unplaced_values`` column (VARCHAR holding a JSON array,
+created when a row first needs it) as ``{"path": <JSON Pointer into the line>, "value": <the JSON
+value>, "reason": ...}``. A spelling whose value equals the one the column holds is not repeated.
+All of it is SQL evaluated in the same insert that fills the row, and only when the batch holds
+such a case: a batch without one pays nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ctsync.warehouse.structure import json_path, sql_literal
+
+UNPLACED_COLUMN = "_unplaced_values"
+
+ENTRY_TYPE = "STRUCT(path VARCHAR, value JSON, reason VARCHAR)"
+
+
+def entry_sql(path_sql: str, value_sql: str, reason: str) -> str:
+    """One unplaced value, as the SQL struct ``_unplaced_values`` lists."""
+    return f"{{'path': {path_sql}, 'value': {value_sql}, 'reason': {sql_literal(reason)}}}::{ENTRY_TYPE}"
+
+
+def pointer_segment_sql(key_sql: str) -> str:
+    """SQL: one key as a JSON Pointer segment (``~`` and ``/`` escaped), with its leading ``/``."""
+    return f"'/' || replace(replace({key_sql}, '~', '~0'), '/', '~1')"
+
+
+def keys_beyond_sql(object_sql: str, keys_sql: str, base_pointer: str, known: Sequence[str] | None = None) -> str:
+    """SQL list of the entries for the keys of a JSON object that no column reads: every occurrence of a
+    key after its first, and, with ``known``, keys outside it. ``keys_sql`` is a column holding
+    ``json_keys`` of the object (a column, not an expression: a lambda re-evaluates expressions per element)."""
+    outside = ""
+    reason = "'duplicate key'"
+    if known is not None:
+        listed = "[" + ", ".join(sql_literal(name) for name in known) + "]"
+        outside = f"not list_contains({listed}, e[1]) or "
+        reason = f"case when list_contains({listed}, e[1]) then 'duplicate key' else 'not a field of the record' end"
+    path = f"{sql_literal(base_pointer)} || {pointer_segment_sql('e[1]')}"
+    return (
+        "list_transform(list_filter("
+        f"list_zip({keys_sql}, json_extract({object_sql}, '$.*'), range(1, len({keys_sql}) + 1)), "
+        f"lambda e: {outside}list_position({keys_sql}, e[1]) < e[3]), "
+        f"lambda e: {{'path': {path}, 'value': e[2], 'reason': {reason}}}::{ENTRY_TYPE})"
+    )
+
+
+def has_duplicates_sql(keys_sql: str) -> str:
+    return f"len({keys_sql}) <> len(list_distinct({keys_sql}))"
+
+
+@dataclass
+class Unplaced:
+    """What one insert gathers into ``_unplaced_values``: helper columns for the inner query, and the
+    SQL lists and entries the column concatenates."""
+
+    helpers: list[str] = field(default_factory=list)
+    """``<expression> as <name>``, computed once per row in the query the column's SQL reads."""
+    lists: list[str] = field(default_factory=list)
+    entries: list[str] = field(default_factory=list)
+
+    def add_list(self, list_sql: str) -> None:
+        self.lists.append(list_sql)
+
+    def add_duplicates(self, json_column: str, path: tuple[str, ...], base_pointer: str) -> None:
+        """Later occurrences of a key in the object at ``path`` of ``json_column`` (``()``: the object itself),
+        whose pointer in the line is ``base_pointer``."""
+        keys = f"_unplaced_keys_{len(self.helpers)}"
+        pointer = sql_literal(json_path(path))
+        self.helpers.append(f"json_keys({json_column}{', ' + pointer if path else ''}) as {keys}")
+        object_sql = f"json_extract({json_column}, {pointer})" if path else json_column
+        self.lists.append(
+            f"case when {has_duplicates_sql(keys)} then "
+            f"{keys_beyond_sql(object_sql, keys, base_pointer + json_path(path))} end"
+        )
+
+    def add_spellings(
+        self, json_column: str, base_pointer: str, paths: Sequence[tuple[str, ...]], texts: Sequence[str], column: str
+    ) -> None:
+        """Spellings that share ``column``: each later spelling's value (``texts``: SQL for each path's text,
+        in the order they fill the column), when an earlier spelling filled the column with another value."""
+        for index in range(1, len(paths)):
+            earlier = texts[0] if index == 1 else f"coalesce({', '.join(texts[:index])})"
+            pointer = json_path(paths[index])
+            value = f"json_extract({json_column}, {sql_literal(pointer)})"
+            entry = entry_sql(sql_literal(base_pointer + pointer), value, f"column {column} holds another spelling")
+            self.entries.append(
+                f"case when {texts[index]} is not null and {earlier} is not null and {texts[index]} <> {earlier} "
+                f"then {entry} end"
+            )
+
+    def extend(self, other: Unplaced) -> None:
+        self.helpers += other.helpers
+        self.lists += other.lists
+        self.entries += other.entries
+
+    @property
+    def empty(self) -> bool:
+        return not self.lists and not self.entries
+
+    def column_sql(self) -> str:
+        """The ``_unplaced_values`` value: a JSON array of the row's unplaced values, NULL when none."""
+        parts = [f"coalesce({sql}, []::{ENTRY_TYPE}[])" for sql in self.lists]
+        if self.entries:
+            parts.append(f"list_filter([{', '.join(self.entries)}], lambda entry: entry is not null)")
+        gathered = parts[0] if len(parts) == 1 else f"list_concat({', '.join(parts)})"
+        return f"nullif(cast(to_json({gathered}) as varchar), '[]')"
