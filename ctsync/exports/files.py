@@ -109,19 +109,31 @@ def discover_files(paths: Sequence[str]) -> list[ExportFile]:
     """Expand paths, directories and globs (local or fsspec URLs) into a sorted file list.
 
     Every file is listed, whatever its name: the loader loads it, skips it (hidden files) or refuses it
-    with a reason, never passes over it silently. A path that matches no file is an error: a typo must
-    not look like "nothing to load".
+    with a reason, never passes over it silently. A path that matches nothing is an error (a typo must
+    not look like "nothing to load"); an existing folder with no files in it yet is not.
     """
     if not paths:
         raise CtsyncError("give at least one file, folder or glob to load")
     found: dict[str, ExportFile] = {}
     for path in paths:
         matches = _expand_remote(path) if _is_url(path) else _expand_local(path)
-        if not matches:
+        if not matches and not _is_folder(path):
             raise CtsyncError(f"{path!r} matches no file")
         for export_file in matches:
             found[export_file.url] = export_file
     return sorted(found.values(), key=lambda f: f.url)
+
+
+def _is_folder(path: str) -> bool:
+    """An existing folder (or object-storage prefix), named without a glob."""
+    if glob.has_magic(path):
+        return False
+    if not _is_url(path):
+        return os.path.isdir(path.removeprefix("file://"))
+    try:
+        return bool(filesystem_for(path).isdir(path))
+    except (OSError, PermissionError):
+        return False
 
 
 def _is_url(path: str) -> bool:

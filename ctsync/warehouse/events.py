@@ -23,17 +23,16 @@ import duckdb
 from ctsync.exports.content import ExactLines
 from ctsync.naming import event_table, property_column
 from ctsync.warehouse.staging import (
-    JSON_READER_OPTIONS,
     StagedFile,
     checked_lines_sql,
     insert_lines,
     read_whole_files,
-    too_long_sql,
+    whole_files_sql,
 )
 from ctsync.warehouse.structure import Leaf, Node, ObjectReader, discover, duplicate_key_paths, leaves
 from ctsync.warehouse.tables import Column, Overflow, overflow_column
 from ctsync.warehouse.targets import Target
-from ctsync.warehouse.unplaced import ENTRY_TYPE, Unplaced, has_duplicates_sql, keys_beyond_sql
+from ctsync.warehouse.unplaced import ENTRY_TYPE, Unplaced, keys_beyond_sql
 
 TOP_LEVEL_COLUMNS = {
     "ts": "JSON",
@@ -153,7 +152,8 @@ def _staged_rows_sql(records: str) -> str:
     reason: why it cannot load, if already known). ``extras`` holds the top-level fields no column reads
     (unknown fields, a key named twice): see ``ctsync.warehouse.unplaced``."""
     known = list(TOP_LEVEL_COLUMNS)
-    listed = "[" + ", ".join(f"'{name}'" for name in known) + "]"
+    # More keys than known fields with a value: an unknown field, a repeated key (or a field set to null).
+    present = " + ".join(f'(fields."{name}" is not null)::integer' for name in known)
     others = ", ".join(f'fields."{name}" as "{name}"' for name in known if name != "eventName")
     return f"""
         select *, {DERIVED_SQL}
@@ -166,8 +166,8 @@ def _staged_rows_sql(records: str) -> str:
                         fields.eventName as event_name_json,
                         case when json_type(fields.eventName) = 'VARCHAR'
                             then json_extract_string(fields.eventName, '$') end as eventName,
-                        case when not list_has_all({listed}, top_keys) or {has_duplicates_sql("top_keys")}
-                            then {keys_beyond_sql("record", "top_keys", "", known)} end as extras
+                        case when len(top_keys) > {present}
+                            then nullif({keys_beyond_sql("record", "top_keys", "", known)}, []) end as extras
                     from (
                         select file_id, line_no, raw, record, reason as known_reason,
                             json_transform(record, '{_READ_SPEC}') as fields, json_keys(record) as top_keys
@@ -194,14 +194,7 @@ def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> s
     )
 
     def insert(paths: list[str], compressed: bool) -> None:
-        records = f"""
-            select files.file_id, null::bigint as line_no, null::varchar as raw, rows.json as record,
-                {too_long_sql("rows.json")} as reason
-            from read_json_objects(?, {JSON_READER_OPTIONS}, filename = true,
-                                   compression = '{"gzip" if compressed else "none"}') as rows
-            join _ct_files as files on files.local_path = rows.filename
-        """
-        con.execute(f"insert into _ct_rows {_staged_rows_sql(records)}", [paths])
+        con.execute(f"insert into _ct_rows {_staged_rows_sql(whole_files_sql('_ct_files', compressed))}", [paths])
 
     return read_whole_files(files, insert)
 

@@ -21,12 +21,11 @@ from ctsync.naming import qualified, quote_identifier
 from ctsync.warehouse import tables
 from ctsync.warehouse.events import IdentifierPriority
 from ctsync.warehouse.staging import (
-    JSON_READER_OPTIONS,
     StagedFile,
     checked_lines_sql,
     insert_lines,
     read_whole_files,
-    too_long_sql,
+    whole_files_sql,
 )
 from ctsync.warehouse.structure import Node, discover, json_path_sql
 from ctsync.warehouse.tables import Column, WriteResult
@@ -95,14 +94,10 @@ def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[ProfileFile]) -> 
     )
 
     def insert(paths: list[str], compressed: bool) -> None:
-        records = f"""
-            select files.file_id, null::bigint as line_no, null::varchar as raw, rows.json as record,
-                {too_long_sql("rows.json")} as reason
-            from read_json_objects(?, {JSON_READER_OPTIONS}, filename = true,
-                                   compression = '{"gzip" if compressed else "none"}') as rows
-            join _ct_profile_files as files on files.local_path = rows.filename
-        """
-        con.execute(f"insert into _ct_profile_rows {_staged_rows_sql(records)}", [paths])
+        con.execute(
+            f"insert into _ct_profile_rows {_staged_rows_sql(whole_files_sql('_ct_profile_files', compressed))}",
+            [paths],
+        )
 
     return read_whole_files(files, insert)
 

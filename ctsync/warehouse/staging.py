@@ -112,6 +112,19 @@ def checked_lines_sql(lines: str) -> str:
     """
 
 
+def whole_files_sql(files_table: str, compressed: bool) -> str:
+    """SELECT of the records of the files given as the statement's parameter (a list of paths, all listed in
+    ``files_table``), read whole: file_id, line_no and raw (NULL: DuckDB does not tell them), the line as
+    JSON (NULL when it is not JSON), and the reason it cannot load if already known (too long)."""
+    return f"""
+        select files.file_id, null::bigint as line_no, null::varchar as raw, rows.json as record,
+            {too_long_sql("rows.json")} as reason
+        from read_json_objects(?, {JSON_READER_OPTIONS}, filename = true,
+                               compression = '{"gzip" if compressed else "none"}') as rows
+        join {files_table} as files on files.local_path = rows.filename
+    """
+
+
 def too_long_sql(record: str) -> str:
     """SQL: the reason a line DuckDB read whole is still too long to load, else NULL (the line-by-line
     read then rejects it with its number, as it rejects a line DuckDB cannot read at all)."""

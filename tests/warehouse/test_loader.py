@@ -355,6 +355,18 @@ def test_a_byte_order_mark_at_the_start_of_a_file_is_not_part_of_its_first_line(
 def test_a_path_that_matches_nothing_is_an_error(tmp_path: Path, warehouse: str) -> None:
     with pytest.raises(CtsyncError, match="matches no file"):
         load_export_files([str(tmp_path / "missing" / "*.json.gz")], OPTIONS, warehouse=warehouse)
+    with pytest.raises(CtsyncError, match="matches no file"):
+        load_export_files([str(tmp_path / "missing")], OPTIONS, warehouse=warehouse)
+
+
+def test_an_export_folder_with_no_files_yet_is_nothing_to_load(
+    export_file: Callable[..., Path], tmp_path: Path, warehouse: str
+) -> None:
+    (tmp_path / "later").mkdir()
+    assert load_export_files([str(tmp_path / "later")], OPTIONS, warehouse=warehouse).files == []
+    export_file("App Launched", [event("App Launched", 20240312094500)])
+    both = load_export_files([str(tmp_path / "export"), str(tmp_path / "later")], OPTIONS, warehouse=warehouse)
+    assert [result.status for result in both.files] == ["loaded"]
 
 
 def test_a_run_killed_mid_load_leaves_no_partial_rows(tmp_path: Path, warehouse: str) -> None:
