@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 import duckdb  # noqa: E402
 
 from ctsync.destinations import JsonlFileDestination, SegmentHttpClient  # noqa: E402
-from ctsync.engage.sync import SyncSummary, sync_destination  # noqa: E402
+from ctsync.engage.run import SyncSummary, sync_destination  # noqa: E402
 
 AUDIENCE_PERCENT = (1, 2, 5, 10, 15, 20, 25, 30, 40, 50)
 WRITE_KEY = "bench-write-key"

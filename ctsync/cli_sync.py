@@ -1,4 +1,4 @@
-"""``ctsync sync`` and ``ctsync status``: thin commands over :mod:`ctsync.engage.sync`.
+"""``ctsync sync`` and ``ctsync status``: thin commands over :mod:`ctsync.engage.run` and :mod:`ctsync.status`.
 
 Mounted on the main command with ``register(app)``; also runnable on their own as
 ``python -m ctsync.cli_sync sync --destination NAME``.
@@ -19,7 +19,7 @@ from ctsync.cli_support import run_command
 from ctsync.settings import load_settings
 
 if TYPE_CHECKING:  # the engine is imported when a command runs, not for --help
-    from ctsync.engage.sync import RunStatus, StatusReport
+    from ctsync.status import RunStatus, StatusReport
 
 console = Console()
 err_console = Console(stderr=True)
@@ -66,7 +66,7 @@ def sync(
     ] = None,
 ) -> None:
     """Send Identify calls for audience entries/exits and changed computed traits to a destination."""
-    from ctsync.engage.sync import SyncSummary, sync_destination
+    from ctsync.engage.run import SyncSummary, sync_destination
 
     def action() -> SyncSummary:
         settings = load_settings()
@@ -107,7 +107,7 @@ def sync(
 
 
 def _print_summary(summary: object) -> None:
-    from ctsync.engage.sync import SyncSummary
+    from ctsync.engage.run import SyncSummary
 
     assert isinstance(summary, SyncSummary)
     what = "would send" if summary.dry_run else "synced"
@@ -167,7 +167,7 @@ def status(
     limit: Annotated[int, typer.Option(help="How many loads and sync runs to show.")] = 10,
 ) -> None:
     """Show recent loads, recent sync runs with their counts, and messages waiting to be sent."""
-    from ctsync.engage.sync import recent_status
+    from ctsync.status import recent_status
 
     def action() -> StatusReport:
         return recent_status(warehouse or load_settings().warehouse, limit=limit)

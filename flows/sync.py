@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.blocks.system import Secret
 
-from ctsync.engage.sync import SyncSummary, sync_destination
+from ctsync.engage.run import SyncSummary, sync_destination
 from ctsync.settings import load_settings
 from flows.artifacts import publish_counts
 from flows.load import retry_on_io

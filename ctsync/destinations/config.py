@@ -8,6 +8,7 @@ environment alone.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
@@ -40,6 +41,7 @@ from ctsync.destinations.segment import (
     SegmentHttpClient,
 )
 from ctsync.errors import CtsyncError
+from ctsync.project import destination_settings
 
 SecretResolver = Callable[[str], str]
 """Reads a secret by name (for example a Prefect Secret block); injected by the caller."""
@@ -337,3 +339,15 @@ def _describe(error: ValidationError, env_names: Mapping[str, str]) -> str:
         else:
             problems.append(message)
     return "; ".join(problems)
+
+
+def open_destination(
+    name: str,
+    *,
+    config_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    secret_resolver: SecretResolver | None = None,
+) -> Destination:
+    """The destination called ``name``: from the settings file, else from the environment alone."""
+    env = os.environ if environ is None else environ
+    return build_destination(name, destination_settings(name, config_path, env), env, secret_resolver)

@@ -3,26 +3,16 @@ store the Identify calls in an outbox, send them, and confirm only what was ackn
 
 from ctsync.engage.diff import ENGAGE_SCHEMA, DiffCounts, compute_changes
 from ctsync.engage.payloads import DEFAULT_SPACE_ID, computation_id, identify_payload
-from ctsync.engage.sync import (
-    ChangePreview,
-    StatusReport,
-    SyncSummary,
-    open_destination,
-    recent_status,
-    sync_destination,
-)
+from ctsync.engage.run import ChangePreview, SyncSummary, sync_destination
 
 __all__ = [
     "DEFAULT_SPACE_ID",
     "ENGAGE_SCHEMA",
     "ChangePreview",
     "DiffCounts",
-    "StatusReport",
     "SyncSummary",
     "computation_id",
     "compute_changes",
     "identify_payload",
-    "open_destination",
-    "recent_status",
     "sync_destination",
 ]

@@ -177,7 +177,7 @@ def _render(parts: list[object], width: int) -> list[str]:
 
 def test_status_fits_an_80_column_terminal_with_large_counts() -> None:
     from ctsync.cli_sync import status_parts
-    from ctsync.engage.sync import LoadStatus, RunStatus, StatusReport
+    from ctsync.status import LoadStatus, RunStatus, StatusReport
 
     when = datetime(2026, 11, 24, 9, 43, 12, tzinfo=UTC)
     load = LoadStatus("clevertap_prod", "ec95c6ff0a1b4c2d", when, when, 1_094, 1_090, 3, 1, 10_000_000, 12_345)

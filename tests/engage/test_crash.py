@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from ctsync.engage.sync import CRASH_EXIT_CODE, CRASH_HOOK_ENV, sync_destination
+from ctsync.engage.run import CRASH_EXIT_CODE, CRASH_HOOK_ENV, sync_destination
 from tests.engage.conftest import (
     EngageData,
     clevertap_entry,

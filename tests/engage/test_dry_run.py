@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ctsync.destinations import SegmentHttpClient
-from ctsync.engage.sync import sync_destination
+from ctsync.engage.run import sync_destination
 from tests.engage.conftest import EngageData, users
 from tests.servers.segment import SegmentServer
 

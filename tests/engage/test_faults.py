@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ctsync.destinations import CleverTapUploadClient, Destination, SegmentHttpClient
-from ctsync.engage.sync import SyncSummary, sync_destination
+from ctsync.engage.run import SyncSummary, sync_destination
 from tests.engage.conftest import EngageData, clevertap_client, segment_client, traits_sent, users
 from tests.servers.clevertap import CleverTapServer
 from tests.servers.segment import SegmentServer

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ctsync.destinations import SegmentHttpClient
-from ctsync.engage.sync import SyncSummary, sync_destination
+from ctsync.engage.run import SyncSummary, sync_destination
 from ctsync.errors import WarehouseBusy
 from tests.engage.conftest import (
     EngageData,

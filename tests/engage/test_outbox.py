@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ctsync.destinations import DeliveryResult, Destination, OutboundMessage, SegmentHttpClient
-from ctsync.engage.sync import SyncSummary, sync_destination
+from ctsync.engage.run import SyncSummary, sync_destination
 from tests.engage.conftest import EngageData, traits_sent, users
 from tests.servers.segment import SegmentServer
 

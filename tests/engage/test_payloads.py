@@ -20,8 +20,8 @@ from ctsync.engage.payloads import (
     payload_sql,
     space_id_from,
 )
+from ctsync.engage.run import sync_destination
 from ctsync.engage.state import Dialect
-from ctsync.engage.sync import sync_destination
 from ctsync.errors import CtsyncError
 from ctsync.warehouse.state import state_engine
 from tests.engage.conftest import EngageData, users

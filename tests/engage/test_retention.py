@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from ctsync.cli_sync import app
 from ctsync.destinations import CleverTapUploadClient, Destination, SegmentHttpClient
 from ctsync.engage.outbox import prune_outbox
+from ctsync.engage.run import SyncSummary, resolve_keep_sent_days, sync_destination
 from ctsync.engage.state import now
-from ctsync.engage.sync import SyncSummary, resolve_keep_sent_days, sync_destination
 from ctsync.errors import CtsyncError
 from ctsync.warehouse.connection import parse_warehouse
 from ctsync.warehouse.state import state_engine

@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from ctsync.destinations import SegmentHttpClient
+from ctsync.engage.run import sync_destination
 from ctsync.engage.state import Dialect, create_state_tables
-from ctsync.engage.sync import sync_destination
 from ctsync.errors import CtsyncError
 from ctsync.warehouse.state import state_engine
 from tests.engage.conftest import EngageData, users

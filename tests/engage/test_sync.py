@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ctsync.destinations import Destination, SegmentHttpClient
-from ctsync.engage.sync import SyncSummary, sync_destination
+from ctsync.engage.run import SyncSummary, sync_destination
 from ctsync.errors import CtsyncError
 from tests.engage.conftest import EngageData, traits_sent, users
 from tests.servers.segment import SegmentServer

@@ -17,22 +17,18 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
-import yaml
 
-from ctsync.destinations.base import DeliveryResult, DeliveryStatus, Destination
-from ctsync.destinations.config import SecretResolver, build_destination
+from ctsync.destinations.base import DeliveryStatus, Destination
+from ctsync.destinations.config import SecretResolver, open_destination
 from ctsync.engage.diff import CHANGES, ENGAGE_SCHEMA, DiffCounts, check_inputs, compute_changes
 from ctsync.engage.outbox import (
     PendingChunk,
@@ -45,10 +41,9 @@ from ctsync.engage.outbox import (
     record_results,
 )
 from ctsync.engage.payloads import iso_timestamp, space_id_from
+from ctsync.engage.pump import ResultPump
 from ctsync.engage.state import (
-    LOCKS,
     OUTBOX,
-    RUNS,
     Dialect,
     acquire_lock,
     connect,
@@ -60,14 +55,13 @@ from ctsync.engage.state import (
 )
 from ctsync.errors import CtsyncError
 from ctsync.warehouse.connection import parse_warehouse
-from ctsync.warehouse.state import STATE_SCHEMA, state_engine
+from ctsync.warehouse.state import state_engine
 
 logger = logging.getLogger(__name__)
 
 CRASH_HOOK_ENV = "CTSYNC_TEST_CRASH_AT"
 CRASH_EXIT_CODE = 86
 CHECKPOINTS = ("outbox_committed", "chunk_handed", "response_received", "results_committed")
-DEFAULT_CONFIG = "ctsync.yml"
 DEFAULT_CHUNK_SIZE = 25_000
 DEFAULT_COMMIT_LIMIT = 10_000
 """At most this many results share one transaction."""
@@ -131,55 +125,6 @@ class SyncSummary:
     @property
     def send_rate(self) -> float:
         return self.sent / self.send_seconds if self.send_seconds > 0 else 0.0
-
-
-# -- configuration ----------------------------------------------------------------------------
-
-
-def destination_settings(
-    name: str, config_path: str | os.PathLike[str] | None, environ: Mapping[str, str]
-) -> Mapping[str, Any] | None:
-    """The ``destinations.<name>`` entry of the settings file, or None (configure from the environment).
-
-    The file is ``config_path``, else ``CTSYNC_CONFIG``, else ``ctsync.yml``; only a file named
-    explicitly must exist.
-    """
-    named = config_path if config_path is not None else environ.get("CTSYNC_CONFIG") or None
-    path = Path(named if named is not None else DEFAULT_CONFIG)
-    if not path.is_file():
-        if named is not None:
-            raise CtsyncError(f"the settings file {path} does not exist")
-        return None
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise CtsyncError(f"cannot read the settings file {path}: {exc}") from None
-    if not isinstance(document, dict):
-        raise CtsyncError(f"{path}: the settings file must be a mapping with a destinations: section")
-    destinations = document.get("destinations") or {}
-    if not isinstance(destinations, dict):
-        raise CtsyncError(f"{path}: destinations: must map destination names to their settings")
-    entry = destinations.get(name)
-    if entry is None:
-        return None
-    if not isinstance(entry, dict):
-        raise CtsyncError(f"{path}: destinations.{name} must be a mapping (type: clevertap|segment|jsonl, ...)")
-    return entry
-
-
-def open_destination(
-    name: str,
-    *,
-    config_path: str | os.PathLike[str] | None = None,
-    environ: Mapping[str, str] | None = None,
-    secret_resolver: SecretResolver | None = None,
-) -> Destination:
-    """The destination called ``name``: from the settings file, else from the environment alone."""
-    env = os.environ if environ is None else environ
-    return build_destination(name, destination_settings(name, config_path, env), env, secret_resolver)
-
-
-# -- the run ----------------------------------------------------------------------------------
 
 
 def sync_destination(
@@ -608,268 +553,3 @@ def _apply_counts(summary: SyncSummary, counts: DiffCounts) -> None:
     summary.traits_changed = counts.traits_changed
     summary.retired_audiences = counts.retired_audiences
     summary.retired_traits = counts.retired_traits
-
-
-class ResultPump:
-    """Consumes a destination's results on a helper thread; the caller commits what has arrived.
-
-    Each request's results are committed atomically (outbox status and confirmed state in one
-    transaction). When several requests complete while a commit runs, the next transaction
-    takes all of them: one commit per request when results trickle in, fewer and larger
-    commits at full speed, and never a delay before an arrived result is committed.
-    """
-
-    def __init__(self, results: Iterator[list[DeliveryResult]], *, first: list[list[DeliveryResult]]) -> None:
-        self._results = results
-        self._queue: queue.SimpleQueue[list[DeliveryResult] | _End] = queue.SimpleQueue()
-        for batch in first:
-            self._queue.put(batch)
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._consume, name="ctsync-results", daemon=True)
-        self._thread.start()
-
-    def _consume(self) -> None:
-        error: BaseException | None = None
-        try:
-            for batch in self._results:
-                self._queue.put(batch)
-                if self._stopping.is_set():
-                    break
-        except BaseException as exc:  # handed to the caller's thread
-            error = exc
-        finally:
-            close = getattr(self._results, "close", None)
-            if callable(close):
-                close()
-            self._queue.put(_End(error))
-
-    def batches(self, *, max_results: int) -> Iterator[list[list[DeliveryResult]]]:
-        """Lists of result lists: everything that has arrived, at most ``max_results`` results each."""
-        ended: _End | None = None
-        while ended is None:
-            item = self._queue.get()
-            arrived: list[list[DeliveryResult]] = []
-            count = 0
-            while True:
-                if isinstance(item, _End):
-                    ended = item
-                    break
-                arrived.append(item)
-                count += len(item)
-                if count >= max_results:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if arrived:
-                yield arrived
-        if ended.error is not None:
-            raise ended.error
-
-    def stop(self) -> None:
-        """Stop taking results (requests in flight finish) and wait for the helper thread."""
-        self._stopping.set()
-        while self._thread.is_alive():
-            try:  # keep the queue moving so the helper can finish
-                self._queue.get(timeout=0.05)
-            except queue.Empty:
-                pass
-
-
-@dataclass(frozen=True)
-class _End:
-    error: BaseException | None
-
-
-# -- status -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LoadStatus:
-    schema: str
-    load_id: str
-    started_at: datetime | None
-    finished_at: datetime | None
-    files: int
-    loaded: int
-    failed: int
-    interrupted: int
-    rows_inserted: int
-    rows_rejected: int
-
-
-@dataclass(frozen=True)
-class RunStatus:
-    run_id: str
-    destination: str
-    destination_kind: str | None
-    started_at: datetime
-    finished_at: datetime | None
-    status: str
-    dry_run: bool
-    entered: int
-    exited: int
-    traits_changed: int
-    sent: int
-    rejected: int
-    retried: int
-    failed: int
-    superseded: int
-    pending: int
-    retired_audiences: int
-    retired_traits: int
-    error: str | None
-    pruned: int = 0
-    """Absent (0) in runs recorded before the column existed."""
-
-
-@dataclass(frozen=True)
-class OutboxStatus:
-    destination: str
-    pending: int
-    rejected: int
-    locked_by: str | None
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    warehouse: str
-    loads: list[LoadStatus]
-    runs: list[RunStatus]
-    outbox: list[OutboxStatus]
-
-
-def recent_status(warehouse: str, *, limit: int = 10, wait_seconds: float = 5.0) -> StatusReport:
-    """Recent loads (from every source schema's ``_loads``), recent sync runs and what is waiting."""
-    target = parse_warehouse(warehouse)
-    if target.kind == "duckdb" and not Path(target.location).is_file():
-        raise CtsyncError(f"no warehouse at {target.location}: nothing has been loaded yet")
-    engine = state_engine(target)
-    try:
-        conn = connect(engine, wait_seconds=wait_seconds)
-        try:
-            with conn.begin():
-                return StatusReport(
-                    warehouse=target.describe(),
-                    loads=_recent_loads(conn, limit),
-                    runs=_recent_runs(conn, limit),
-                    outbox=_outbox_status(conn),
-                )
-        finally:
-            conn.close()
-    finally:
-        engine.dispose()
-
-
-def _tables(conn: sa.Connection, name: str) -> list[str]:
-    """Schemas that have a table called ``name``."""
-    rows = conn.execute(
-        sa.text("select distinct table_schema from information_schema.tables where table_name = :name order by 1"),
-        {"name": name},
-    ).all()
-    return [str(row[0]) for row in rows]
-
-
-def _recent_loads(conn: sa.Connection, limit: int) -> list[LoadStatus]:
-    loads: list[LoadStatus] = []
-    for schema in _tables(conn, "_loads"):
-        quoted = '"' + schema.replace('"', '""') + '"'
-        rows = conn.execute(
-            sa.text(
-                f"""
-                select load_id, min(started_at) as started_at, max(finished_at) as finished_at,
-                       count(*) as files,
-                       sum(case when status = 'loaded' then 1 else 0 end) as loaded,
-                       sum(case when status in ('failed', 'unsupported', 'truncated', 'corrupt') then 1 else 0 end)
-                           as failed,
-                       sum(case when status = 'interrupted' then 1 else 0 end) as interrupted,
-                       sum(coalesce(rows_inserted, 0)) as rows_inserted,
-                       sum(coalesce(rows_rejected, 0)) as rows_rejected
-                from {quoted}._loads
-                group by load_id
-                order by min(started_at) desc
-                limit :limit
-                """
-            ),
-            {"limit": limit},
-        ).all()
-        loads.extend(
-            LoadStatus(
-                schema,
-                str(r.load_id),
-                r.started_at,
-                r.finished_at,
-                int(r.files),
-                int(r.loaded or 0),
-                int(r.failed or 0),
-                int(r.interrupted or 0),
-                int(r.rows_inserted or 0),
-                int(r.rows_rejected or 0),
-            )
-            for r in rows
-        )
-    loads.sort(key=lambda load: _sort_key(load.started_at), reverse=True)
-    return loads[:limit]
-
-
-def _recent_runs(conn: sa.Connection, limit: int) -> list[RunStatus]:
-    if STATE_SCHEMA not in _tables(conn, "sync_runs"):
-        return []
-    present = {
-        str(name)
-        for (name,) in conn.execute(
-            sa.text(
-                "select column_name from information_schema.columns "
-                "where table_schema = :schema and table_name = :table"
-            ),
-            {"schema": STATE_SCHEMA, "table": sync_runs.name},
-        )
-    }
-    # ``status`` only reads: a warehouse synced by an older ctsync may lack newer columns.
-    columns = [column for column in sync_runs.columns if column.name in present]
-    rows = conn.execute(sa.select(*columns).order_by(sync_runs.c.started_at.desc()).limit(limit)).all()
-    return [RunStatus(**row._asdict()) for row in rows]
-
-
-def _outbox_status(conn: sa.Connection) -> list[OutboxStatus]:
-    if STATE_SCHEMA not in _tables(conn, "sync_outbox"):
-        return []
-    rows = conn.execute(
-        sa.text(
-            f"""
-            select o.destination,
-                   sum(case when o.status = 'pending' then 1 else 0 end) as pending,
-                   sum(case when o.status = 'rejected' then 1 else 0 end) as rejected,
-                   max(l.run_id) as locked_by
-            from {OUTBOX} as o
-            left join {LOCKS} as l on l.destination = o.destination
-            where o.status in ('pending', 'rejected')
-            group by o.destination
-            order by o.destination
-            """
-        )
-    ).all()
-    return [OutboxStatus(str(r.destination), int(r.pending), int(r.rejected), r.locked_by) for r in rows]
-
-
-def _sort_key(moment: datetime | None) -> float:
-    return moment.timestamp() if moment is not None else float("-inf")
-
-
-__all__ = [
-    "CHECKPOINTS",
-    "CRASH_EXIT_CODE",
-    "CRASH_HOOK_ENV",
-    "RUNS",
-    "ChangePreview",
-    "LoadStatus",
-    "OutboxStatus",
-    "RunStatus",
-    "StatusReport",
-    "SyncSummary",
-    "destination_settings",
-    "open_destination",
-    "recent_status",
-    "sync_destination",
-]
