@@ -219,13 +219,17 @@ def _load(
 
 def _batches(files: list[ExportFile], batch_bytes: int) -> list[list[ExportFile]]:
     """Batches of about ``batch_bytes``; the chunks of one file series stay together, unless a series
-    alone is more than four batches (then identical events in different batches collapse to one)."""
+    alone is more than four batches (then identical events in different batches collapse to one).
+
+    Files are taken event by event (all days and export runs of one event, then the next), so each
+    event table is written by as few batches as possible: a DuckDB commit that appends to a table
+    rewrites the table's last, partly filled row group (up to 122,880 rows), once per batch."""
     batches: list[list[ExportFile]] = []
     current: list[ExportFile] = []
     size = 0
     series_size = 0
     previous_series = None
-    for export_file in sorted(files, key=lambda f: (f.series, f.url)):
+    for export_file in sorted(files, key=lambda f: (f.kind, f.event_name_hint or "", f.series, f.url)):
         estimate = export_file.size * (8 if export_file.url.endswith((".gz", ".gzip")) else 1)
         same_series = export_file.series == previous_series
         series_size = series_size + estimate if same_series else estimate

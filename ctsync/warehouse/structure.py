@@ -230,11 +230,12 @@ def _child_keys(
                 from {relation}
                 where {column} is not null and {condition} and ({where})
             )
-        )
+        ),
+        key_lists as materialized (select distinct keys from typed where keys is not null)
         select
-            (select list(distinct key) from (select unnest(keys) as key from typed)),
+            (select list(distinct key) from (select unnest(keys) as key from key_lists)),
             (select coalesce(bool_or(kind not in ('OBJECT', 'NULL')), false) from typed where kind is not null),
-            (select coalesce(bool_or(len(keys) <> len(list_distinct(keys))), false) from typed)
+            (select coalesce(bool_or(len(keys) <> len(list_distinct(keys))), false) from key_lists)
         """,
         [path_sql, path_sql, *params],
     ).fetchall()

@@ -60,18 +60,26 @@ def has_duplicates_sql(keys_sql: str) -> str:
     return f"len({keys_sql}) <> len(list_distinct({keys_sql}))"
 
 
+@dataclass(frozen=True)
+class _Part:
+    when: str
+    """SQL: whether this row has anything here (cheap: evaluated on every row)."""
+    values: str
+    """SQL list of the entries (evaluated only on rows where ``when`` holds)."""
+
+
 @dataclass
 class Unplaced:
     """What one insert gathers into ``_unplaced_values``: helper columns for the inner query, and the
-    SQL lists and entries the column concatenates."""
+    parts (each a condition and a list of entries) the column concatenates."""
 
     helpers: list[str] = field(default_factory=list)
     """``<expression> as <name>``, computed once per row in the query the column's SQL reads."""
-    lists: list[str] = field(default_factory=list)
-    entries: list[str] = field(default_factory=list)
+    parts: list[_Part] = field(default_factory=list)
 
     def add_list(self, list_sql: str) -> None:
-        self.lists.append(list_sql)
+        """A column of the source holding a list of entries, or NULL."""
+        self.parts.append(_Part(f"{list_sql} is not null", list_sql))
 
     def add_duplicates(self, json_column: str, path: tuple[str, ...], base_pointer: str) -> None:
         """Later occurrences of a key in the object at ``path`` of ``json_column`` (``()``: the object itself),
@@ -80,9 +88,8 @@ class Unplaced:
         pointer = sql_literal(json_path(path))
         self.helpers.append(f"json_keys({json_column}{', ' + pointer if path else ''}) as {keys}")
         object_sql = f"json_extract({json_column}, {pointer})" if path else json_column
-        self.lists.append(
-            f"case when {has_duplicates_sql(keys)} then "
-            f"{keys_beyond_sql(object_sql, keys, base_pointer + json_path(path))} end"
+        self.parts.append(
+            _Part(has_duplicates_sql(keys), keys_beyond_sql(object_sql, keys, base_pointer + json_path(path)))
         )
 
     def add_spellings(
@@ -95,24 +102,20 @@ class Unplaced:
             pointer = json_path(paths[index])
             value = f"json_extract({json_column}, {sql_literal(pointer)})"
             entry = entry_sql(sql_literal(base_pointer + pointer), value, f"column {column} holds another spelling")
-            self.entries.append(
-                f"case when {texts[index]} is not null and {earlier} is not null and {texts[index]} <> {earlier} "
-                f"then {entry} end"
-            )
+            self.parts.append(_Part(f"{texts[index]} <> {earlier}", f"[{entry}]"))
 
     def extend(self, other: Unplaced) -> None:
         self.helpers += other.helpers
-        self.lists += other.lists
-        self.entries += other.entries
+        self.parts += other.parts
 
     @property
     def empty(self) -> bool:
-        return not self.lists and not self.entries
+        return not self.parts
 
     def column_sql(self) -> str:
-        """The ``_unplaced_values`` value: a JSON array of the row's unplaced values, NULL when none."""
-        parts = [f"coalesce({sql}, []::{ENTRY_TYPE}[])" for sql in self.lists]
-        if self.entries:
-            parts.append(f"list_filter([{', '.join(self.entries)}], lambda entry: entry is not null)")
-        gathered = parts[0] if len(parts) == 1 else f"list_concat({', '.join(parts)})"
-        return f"nullif(cast(to_json({gathered}) as varchar), '[]')"
+        """The ``_unplaced_values`` value: a JSON array of the row's unplaced values, NULL when none. Rows with
+        none (nearly all) are told apart by the parts' cheap conditions, before any list is built."""
+        lists = [f"case when coalesce({part.when}, false) then {part.values} end" for part in self.parts]
+        gathered = lists[0] if len(lists) == 1 else f"list_concat({', '.join(lists)})"
+        when = " or ".join(f"coalesce({part.when}, false)" for part in self.parts)
+        return f"case when {when} then cast(to_json({gathered}) as varchar) end"
