@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ctsync.cli_support import run_command
 from ctsync.errors import CtsyncError
-from ctsync.exports.runner import (
+from ctsync.jobs.runner import (
     ExportEnvironment,
     ExportRunResult,
     SyncedExports,
@@ -24,7 +24,7 @@ from ctsync.exports.runner import (
     utc_now,
     validate_exports,
 )
-from ctsync.exports.status import (
+from ctsync.jobs.store import (
     DEFAULT_PAGE_SIZE,
     ExportFilter,
     ExportRun,

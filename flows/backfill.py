@@ -6,7 +6,7 @@ from datetime import date
 
 from prefect import flow, get_run_logger, task
 
-from ctsync.exports.backfill import BackfillResult, run_backfill
+from ctsync.jobs.backfill import BackfillResult, run_backfill
 from flows.artifacts import publish_counts
 from flows.load import retry_on_io
 

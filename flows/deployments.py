@@ -23,7 +23,7 @@ import yaml
 
 from ctsync.errors import CtsyncError
 from ctsync.exports.catalog import find_event_catalog, load_event_catalog
-from ctsync.exports.jobs import read_exports_file
+from ctsync.jobs.definitions import read_exports_file
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = ROOT / "prefect.yaml"

@@ -9,8 +9,8 @@ from prefect.client.orchestration import get_client
 from prefect.runtime import deployment
 
 from ctsync.errors import CtsyncError, WarehouseBusy
-from ctsync.exports.runner import DueExportsResult, ExportRunResult, run_due_exports, run_export
-from ctsync.exports.status import ExportStatus, ExportStore
+from ctsync.jobs.runner import DueExportsResult, ExportRunResult, run_due_exports, run_export
+from ctsync.jobs.store import ExportStatus, ExportStore
 from ctsync.settings import load_settings
 from flows.artifacts import publish_counts
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner, Result
 
 from ctsync.cli_exports import exports_app
 from ctsync.exports.sample import write_sample_export
-from ctsync.exports.status import ExportStatus, ExportStore
+from ctsync.jobs.store import ExportStatus, ExportStore
 
 
 @pytest.fixture(scope="module")

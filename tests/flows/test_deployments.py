@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ctsync.exports.runner import stop_export
+from ctsync.jobs.runner import stop_export
 from flows import deployments
 from flows.deployments import DeploymentSpec, check, read_prefect_yaml, recurring_exports, render, runner_deployments
 from flows.load import load_clevertap_exports

@@ -15,8 +15,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ctsync.errors import CtsyncError
-from ctsync.exports.jobs import ExportJob, Frequency, one_time_window, read_exports_file
-from ctsync.exports.runner import ExportEnvironment, load_options_for, utc_now
+from ctsync.jobs.definitions import ExportJob, Frequency, one_time_window, read_exports_file
+from ctsync.jobs.runner import ExportEnvironment, load_options_for, utc_now
 from ctsync.warehouse.loader import LoadSummary, ProgressCallback, load_export_files
 
 

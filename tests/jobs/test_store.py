@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from ctsync.errors import CtsyncError
-from ctsync.exports.jobs import ExportJob
-from ctsync.exports.status import (
+from ctsync.jobs.definitions import ExportJob
+from ctsync.jobs.store import (
     ExportFilter,
     ExportStatus,
     ExportStore,

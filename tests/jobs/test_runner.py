@@ -25,10 +25,10 @@ import yaml
 from ctsync.errors import CtsyncError
 from ctsync.exports.catalog import CATALOG_FILE, EventCatalog, load_event_catalog
 from ctsync.exports.files import FileKind
-from ctsync.exports.jobs import ExportJob
-from ctsync.exports.runner import ExportRunResult, load_options_for, run_due_exports, run_export
 from ctsync.exports.sample import write_sample_export
-from ctsync.exports.status import ExportStatus, ExportStore, RunStatus
+from ctsync.jobs.definitions import ExportJob
+from ctsync.jobs.runner import ExportRunResult, load_options_for, run_due_exports, run_export
+from ctsync.jobs.store import ExportStatus, ExportStore, RunStatus
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / CATALOG_FILE
@@ -370,7 +370,7 @@ def test_another_region_is_a_failed_run(small: Path, catalog: EventCatalog, ware
 
 
 def test_a_stopped_export_never_runs_again(small: Path, catalog: EventCatalog, warehouse: str, tmp_path: Path) -> None:
-    from ctsync.exports.runner import stop_export
+    from ctsync.jobs.runner import stop_export
 
     config = write_config(tmp_path / "ctsync.yml", export("halt", small))
     assert stop_export("halt", config=config, warehouse=warehouse, catalog=catalog, clock=Clock()) is True
@@ -410,7 +410,7 @@ def test_a_crashed_run_is_recorded_by_the_next_run(
     script = f"""
 import os
 from ctsync.exports.catalog import load_event_catalog
-from ctsync.exports.runner import run_export
+from ctsync.jobs.runner import run_export
 
 def crash(*args, **kwargs):
     os._exit(3)  # the process dies in the middle of the load

@@ -19,8 +19,8 @@ from typing import Protocol
 from ctsync.errors import CtsyncError
 from ctsync.exports.catalog import EventCatalog, find_event_catalog, load_event_catalog
 from ctsync.exports.files import FileKind
-from ctsync.exports.jobs import ExportJob, ExportsFile, read_exports_file
-from ctsync.exports.status import (
+from ctsync.jobs.definitions import ExportJob, ExportsFile, read_exports_file
+from ctsync.jobs.store import (
     DEFAULT_STALE_AFTER,
     ExportRun,
     ExportStatus,

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from ctsync.errors import CtsyncError
-from ctsync.exports.jobs import DATA_TYPES, ExportJob, one_time_window
+from ctsync.jobs.definitions import DATA_TYPES, ExportJob, one_time_window
 from ctsync.warehouse.connection import WarehouseTarget
 from ctsync.warehouse.state import STATE_SCHEMA, cannot_open, ensure_state_schema, process_alive, state_engine
 

@@ -11,7 +11,7 @@ import pytest
 
 from ctsync.errors import CtsyncError
 from ctsync.exports.catalog import CATALOG_FILE, EventCatalog, load_event_catalog
-from ctsync.exports.jobs import (
+from ctsync.jobs.definitions import (
     ExportConfigError,
     ExportJob,
     load_export_jobs,
