@@ -16,8 +16,8 @@ from pydantic import ValidationError
 
 from ctsync.errors import CtsyncError
 from ctsync.jobs.definitions import ExportJob, Frequency, one_time_window, read_exports_file
-from ctsync.jobs.runner import ExportEnvironment, load_options_for, utc_now
-from ctsync.warehouse.loader import LoadSummary, ProgressCallback, load_export_files
+from ctsync.jobs.runner import ExportEnvironment, load_job, load_problems, utc_now
+from ctsync.warehouse.loader import LoadSummary, ProgressCallback
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,11 @@ class BackfillResult:
     export: str
     window: tuple[date, date]
     summary: LoadSummary
+
+    @property
+    def error(self) -> str | None:
+        """Why some files did not fully load (failed, unsupported, truncated or corrupt); None when all did."""
+        return load_problems(self.summary)
 
 
 def backfill_job(job: ExportJob, start: date, end: date) -> ExportJob:
@@ -55,12 +60,13 @@ def run_backfill(
     now: datetime | None = None,
     progress: ProgressCallback | None = None,
 ) -> BackfillResult:
-    """Load ``export``'s files for the days ``start``..``end`` (inclusive, the export's local dates)."""
+    """Load ``export``'s files for the days ``start``..``end`` (inclusive, the export's local dates),
+    exactly as a run of the export would (``load_job``: a relative location is read from the settings
+    file's folder)."""
     environment = ExportEnvironment.resolve(config, warehouse, workspace_region)
     exports = read_exports_file(environment.config, environment.catalog)
     exports.raise_for_problems()
     job = exports.job(export)
     window = backfill_window(job, start, end, now)
-    options = load_options_for(job, window, environment.workspace_region, environment.catalog)
-    summary = load_export_files([job.location], options, warehouse=environment.warehouse, progress=progress)
+    summary = load_job(job, window, environment, progress=progress)
     return BackfillResult(export, window, summary)

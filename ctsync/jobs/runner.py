@@ -301,32 +301,19 @@ def _run(
 ) -> ExportRunResult:
     job = export.job  # the stored definition: edits apply from the next run
     days = export.window if job.kind == "events" else None
-    options = load_options_for(job, days, environment.workspace_region, environment.catalog)
     run = store.start_run(export.name, clock(), days)
     summary: LoadSummary | None = None
     error: str | None = None
     try:
-        summary = loader(
-            [location_path(job.location, environment.config)],
-            options,
-            warehouse=environment.warehouse,
-            progress=progress,
-            on_start=on_start,
-        )
+        summary = load_job(job, days, environment, loader=loader, progress=progress, on_start=on_start)
     except CtsyncError as exc:  # the user can fix it (region, location, ...): a failed run
         counts, outcome, error = RunCounts(), RunStatus.FAILED, str(exc)
     except BaseException as exc:
         store.finish_run(run, clock(), RunStatus.FAILED, RunCounts(), f"{type(exc).__name__}: {exc}")
         raise
     else:
-        counts, outcome = counts_of(summary), RunStatus.SUCCEEDED
-        if summary.problems:
-            first = summary.problems[0]
-            outcome = RunStatus.FAILED
-            error = (
-                f"{len(summary.problems)} file(s) not fully loaded (failed, unsupported or truncated); "
-                f"first: {first.status} {first.file.url}: {first.error}"
-            )
+        counts, error = counts_of(summary), load_problems(summary)
+        outcome = RunStatus.FAILED if error else RunStatus.SUCCEEDED
     finished = clock()
     export_status = store.finish_run(run, finished, outcome, counts, error)
     return ExportRunResult(
@@ -341,6 +328,41 @@ def _run(
         counts=counts,
         error=error,
         summary=summary,
+    )
+
+
+def load_job(
+    job: ExportJob,
+    window: tuple[date, date] | None,
+    environment: ExportEnvironment,
+    *,
+    loader: ExportLoader = load_export_files,
+    progress: ProgressCallback | None = None,
+    on_start: ProgressCallback | None = None,
+) -> LoadSummary:
+    """Load exactly what ``job`` defines for ``window``: the one load path of scheduled runs and backfills.
+
+    The job's location is read from the settings file's folder when relative (wherever ctsync runs);
+    its data type, identifiers and window become the loader's options.
+    """
+    options = load_options_for(job, window, environment.workspace_region, environment.catalog)
+    return loader(
+        [location_path(job.location, environment.config)],
+        options,
+        warehouse=environment.warehouse,
+        progress=progress,
+        on_start=on_start,
+    )
+
+
+def load_problems(summary: LoadSummary) -> str | None:
+    """Why a load did not fully succeed (files failed, unsupported, truncated or corrupt); None when it did."""
+    if not summary.problems:
+        return None
+    first = summary.problems[0]
+    return (
+        f"{len(summary.problems)} file(s) not fully loaded (failed, unsupported, truncated or corrupt); "
+        f"first: {first.status} {first.file.url}: {first.error}"
     )
 
 

@@ -6,12 +6,14 @@ import json
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
+from ctsync.exports.sample import write_sample_export
 from flows.backfill import backfill_clevertap_export
 from flows.build import build_audiences
 from flows.load import load_clevertap_exports, run_one_export
@@ -126,3 +128,32 @@ def test_a_failing_io_task_is_retried(tmp_path: Path, sample_export: Path, monke
     holder.wait()
     assert counts["new rows"] > 0
     assert time.monotonic() - started >= 3  # it had to wait for a retry
+
+
+def test_backfill_flow_reads_a_relative_location_from_the_settings_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment runs the backfill from the worker's folder, not the project's: the location is the project's."""
+    project = tmp_path / "project"
+    now = datetime.now(UTC)
+    write_sample_export(project / "exports", events=400, users=30, end=now, days=4, seed=3, profiles=False)
+    export = {
+        "name": "events",
+        "nickname": "CleverTap_Prod",
+        "location": "exports",
+        "data_type": "all_events",
+        "frequency": {"recurring": {"every_hours": 6}},
+    }
+    (project / "ctsync.yml").write_text(yaml.safe_dump({"exports": [export]}), encoding="utf-8")
+    worker = tmp_path / "worker"
+    worker.mkdir()
+    monkeypatch.chdir(worker)
+    counts = backfill_clevertap_export(
+        "events", now.date() - timedelta(days=4), now.date(), str(project / "ctsync.yml"), str(tmp_path / "b.duckdb")
+    )
+    assert counts["files loaded"] > 0 and counts["files failed"] == 0
+    assert (
+        counts["new rows"]
+        == event_lines(project / "exports")
+        == scalar(tmp_path / "b.duckdb", "select count(*) from clevertap_prod.tracks")
+    )
