@@ -8,18 +8,29 @@ DEMO_DIR ?= demo
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo demo-rerun serve deployments test lint typecheck pytest bench bench-build clean
+.PHONY: help setup constraints demo demo-rerun serve deployments test lint typecheck pytest bench bench-build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip check
 	touch $@
 
-setup: $(VENV)/.installed ## Create .venv and install ctsync with its dev tools
+setup: $(VENV)/.installed ## Create .venv and install ctsync with its dev tools (versions pinned by constraints.txt)
+
+constraints: ## Resolve the dependencies of pyproject.toml afresh and pin them all in constraints.txt
+	rm -rf .constraints-venv
+	$(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/pip install --quiet --upgrade pip
+	.constraints-venv/bin/pip install --quiet -e ".[dev]"
+	.constraints-venv/bin/pip check
+	{ sed -n '/^#/p' constraints.txt; .constraints-venv/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .constraints-venv
 
 demo: setup ## Sample export -> pipeline flow (load, dbt build, sync to demo/identify.jsonl) -> report
 	$(BIN)/python -m flows.demo --warehouse $(WAREHOUSE)
