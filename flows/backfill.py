@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger, task
 from ctsync.jobs.backfill import BackfillResult, run_backfill
 from flows.artifacts import publish_counts
 from flows.load import retry_on_io
+from flows.outcomes import IncompleteRun
 
 
 @task(retries=3, retry_delay_seconds=[10, 60, 300], retry_condition_fn=retry_on_io)
@@ -20,13 +21,17 @@ def backfill_task(export: str, start: date, end: date, config: str | None, wareh
 def backfill_clevertap_export(
     export: str, start: date, end: date, config: str | None = None, warehouse: str | None = None
 ) -> dict[str, int]:
-    """Load ``export``'s files for ``start``..``end`` (its local dates); a range CleverTap refuses fails."""
+    """Load ``export``'s files for ``start``..``end`` (its local dates); a range CleverTap refuses fails.
+
+    Ends Failed, after publishing its counts, when files did not fully load (failed, unsupported,
+    truncated or corrupt); the files that did load stay loaded.
+    """
     result = backfill_task(export, start, end, config, warehouse)
     summary = result.summary
     counts = {
         "files loaded": summary.count("loaded"),
         "files skipped": summary.count("skipped"),
-        "files failed": summary.count("failed"),
+        "files not loaded": len(summary.problems),
         "rows": summary.total("rows_loaded"),
         "new rows": summary.total("rows_inserted"),
         "rejected": summary.total("rows_rejected"),
@@ -34,7 +39,9 @@ def backfill_clevertap_export(
     }
     get_run_logger().info("backfill of %s from %s to %s: %s", export, *result.window, counts)
     publish_counts(f"backfill-{export}", f"Backfill of {export} {result.window[0]}..{result.window[1]}", counts)
-    if summary.problems:
-        first = summary.problems[0]
-        raise RuntimeError(f"{len(summary.problems)} file(s) not fully loaded; first: {first.status}: {first.error}")
+    if result.error:
+        raise IncompleteRun(
+            f"backfill of {export}: {result.error}. Replace or remove the files named (each one's reason is in "
+            "the schema's _loads table), then run the backfill again: what did load is not loaded twice."
+        )
     return counts

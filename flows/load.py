@@ -13,10 +13,15 @@ from ctsync.jobs.runner import DueExportsResult, ExportRunResult, run_due_export
 from ctsync.jobs.store import ExportStatus, ExportStore
 from ctsync.settings import load_settings
 from flows.artifacts import publish_counts
+from flows.outcomes import IncompleteRun
 
 
 class LoadIncomplete(Exception):
-    """Some files failed to load (I/O): worth a retry."""
+    """An export run that a retry may fix (a busy warehouse, unreadable files); carries the run's result."""
+
+    def __init__(self, message: str, result: ExportRunResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 def retry_on_io(_task: Any, _task_run: Any, state: Any) -> bool:
@@ -34,15 +39,26 @@ def retry_on_io(_task: Any, _task_run: Any, state: Any) -> bool:
 
 @task(retries=3, retry_delay_seconds=[10, 60, 300], retry_condition_fn=retry_on_io)
 def run_one_export(name: str, config: str | None, warehouse: str | None) -> ExportRunResult:
+    """Retried only when a retry can fix the run (``retryable``); any other result, failed or not, is returned."""
     result = run_export(name, config=config, warehouse=warehouse)
-    if not result.ok:
-        raise LoadIncomplete(f"export {name}: {result.error or 'some files failed to load'}")
+    if result.retryable:
+        raise LoadIncomplete(f"export {name}: {result.error}", result)
     return result
 
 
 @task(retries=3, retry_delay_seconds=[10, 60, 300], retry_condition_fn=retry_on_io)
 def run_all_due(config: str | None, warehouse: str | None) -> DueExportsResult:
     return run_due_exports(config=config, warehouse=warehouse)
+
+
+def run_with_retries(name: str, config: str | None, warehouse: str | None) -> ExportRunResult:
+    """``run_one_export``; once its retries are spent, the last failed run's result."""
+    try:
+        return run_one_export(name, config, warehouse)
+    except LoadIncomplete as exc:
+        if exc.result is None:
+            raise
+        return exc.result
 
 
 def export_status(name: str, warehouse: str | None) -> ExportStatus | None:
@@ -64,42 +80,74 @@ def pause_this_deployment() -> None:
 def load_clevertap_exports(
     export: str | None = None, config: str | None = None, warehouse: str | None = None
 ) -> dict[str, int]:
-    """Load one export job (``export``) now, or every export job that is due (none named)."""
+    """Load one export job (``export``) now, or every export job that is due (none named).
+
+    Ends Failed, after publishing its counts, when an export run did not fully load (files failed,
+    unsupported, truncated or corrupt) or could not run (a refused edit of the settings file); the
+    files that did load stay loaded. Only what a retry can fix is retried: a busy warehouse, unreadable
+    files. A warehouse still busy after the retries ends it with WarehouseBusy, which stops the pipeline.
+    """
     logger = get_run_logger()
-    totals: dict[str, int] = {"exports run": 0, "files": 0, "rows": 0, "new rows": 0, "rejected": 0, "skipped": 0}
     if export is not None:
         if export_status(export, warehouse) in (ExportStatus.STOPPED, ExportStatus.DONE):
             logger.info("export %s is stopped or done: pausing this deployment's schedule", export)
             pause_this_deployment()
-            return totals
-        results: tuple[ExportRunResult, ...] = (run_one_export(export, config, warehouse),)
+            return totals_of(())
+        results: tuple[ExportRunResult, ...] = (run_with_retries(export, config, warehouse),)
+        problems: tuple[str, ...] = ()
     else:
         due = run_all_due(config, warehouse)
-        for problem in due.problems:
-            logger.warning(problem)
         if due.not_due:
             logger.info("not due yet: %s", ", ".join(due.not_due))
-        results = due.results
-    for result in results:
-        counts = result.counts
-        totals["exports run"] += 1
-        totals["files"] += counts.files_loaded
-        totals["rows"] += counts.rows_loaded
-        totals["new rows"] += counts.rows_inserted
-        totals["rejected"] += counts.rows_rejected
-        totals["skipped"] += counts.rows_skipped
-        logger.info(
-            "export %s: %s files, %s rows (%s new), %s rejected, %s skipped; now %s",
-            result.export,
-            counts.files_loaded,
-            counts.rows_loaded,
-            counts.rows_inserted,
-            counts.rows_rejected,
-            counts.rows_skipped,
-            result.export_status.value,
+        results = tuple(
+            run_with_retries(result.export, config, warehouse) if result.retryable else result for result in due.results
         )
+        problems = due.problems
+    for result in results:
+        log_result(logger, result)
+    totals = totals_of(results)
     publish_counts(f"load-{export or 'due'}", f"Load of {export or 'due exports'}", totals)
-    return totals
+    failures = [f"export {result.export}: {result.error}" for result in results if not result.ok]
+    failures += [f"not run: {problem}" for problem in problems]
+    if not failures:
+        return totals
+    summary = f"{len(failures)} export(s) did not fully load (what did load is kept): " + "; ".join(failures) + "."
+    if any(result.retryable and result.summary is None for result in results):
+        raise WarehouseBusy(f"{summary} The warehouse stayed busy through every retry; the next run tries again.")
+    raise IncompleteRun(
+        f"{summary} Replace or remove the files named (each one's reason is in the schema's _loads table), or fix "
+        "the settings file (ctsync exports validate), then run the export again."
+    )
+
+
+def totals_of(results: tuple[ExportRunResult, ...]) -> dict[str, int]:
+    """The artifact's counts over the export runs."""
+    return {
+        "exports run": len(results),
+        "exports failed": sum(1 for result in results if not result.ok),
+        "files": sum(result.counts.files_loaded for result in results),
+        "files not loaded": sum(result.counts.files_failed for result in results),
+        "rows": sum(result.counts.rows_loaded for result in results),
+        "new rows": sum(result.counts.rows_inserted for result in results),
+        "rejected": sum(result.counts.rows_rejected for result in results),
+        "skipped": sum(result.counts.rows_skipped for result in results),
+    }
+
+
+def log_result(logger: Any, result: ExportRunResult) -> None:
+    counts = result.counts
+    logger.info(
+        "export %s: %s files, %s rows (%s new), %s rejected, %s skipped; now %s",
+        result.export,
+        counts.files_loaded,
+        counts.rows_loaded,
+        counts.rows_inserted,
+        counts.rows_rejected,
+        counts.rows_skipped,
+        result.export_status.value,
+    )
+    if not result.ok:
+        logger.error("export %s did not fully load: %s", result.export, result.error)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from ctsync.engage.run import SyncSummary, sync_destination
 from ctsync.settings import load_settings
 from flows.artifacts import publish_counts
 from flows.load import retry_on_io
+from flows.outcomes import IncompleteRun
 
 
 def read_secret_block(name: str) -> str:
@@ -28,7 +29,11 @@ def sync_task(destination: str, warehouse: str, config: str | None, dry_run: boo
 def sync_audiences(
     destination: str, dry_run: bool = False, warehouse: str | None = None, config: str | None = None
 ) -> dict[str, int]:
-    """Send Identify calls for what changed since the destination last confirmed it."""
+    """Send Identify calls for what changed since the destination last confirmed it.
+
+    Ends Failed, after publishing its counts, when a message was rejected or is still pending (the
+    destination was down, or sending stopped early): the next run resends what is pending.
+    """
     logger = get_run_logger()
     summary = sync_task(destination, warehouse or load_settings().warehouse, config, dry_run)
     counts = {
@@ -48,7 +53,20 @@ def sync_audiences(
         logger.warning("%s messages not accepted: %s %s", count, code or "", reason or "")
     logger.info("sync to %s %s: %s", destination, summary.status, counts)
     publish_counts(f"sync-{destination}", f"Sync to {destination}" + (" (dry run)" if dry_run else ""), counts)
+    if summary.status != "succeeded":
+        raise IncompleteRun(undelivered(summary))
     return counts
+
+
+def undelivered(summary: SyncSummary) -> str:
+    """What a sync that did not succeed left undone, and what to do about it."""
+    stopped = f"; sending stopped early: {summary.stopped_early}" if summary.stopped_early else ""
+    return (
+        f"sync to {summary.destination} {summary.status} (run {summary.run_id}): sent {summary.sent:,}, "
+        f"rejected {summary.rejected:,}, failed {summary.failed:,}, still pending {summary.pending:,}{stopped}. "
+        "Pending messages are resent by the next run; rejected ones need the reason fixed "
+        "(`ctsync status` lists them)."
+    )
 
 
 if __name__ == "__main__":

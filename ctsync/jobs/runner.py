@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from ctsync.errors import CtsyncError
+from ctsync.errors import CtsyncError, WarehouseBusy
 from ctsync.exports.catalog import EventCatalog, find_event_catalog, load_event_catalog
 from ctsync.exports.files import FileKind
 from ctsync.jobs.definitions import ExportJob, ExportsFile, read_exports_file
@@ -105,6 +105,10 @@ class ExportRunResult:
     counts: RunCounts
     error: str | None = None
     summary: LoadSummary | None = None
+    retryable: bool = False
+    """A failed run that another attempt may fix: the warehouse was busy, or files could not be read
+    (status ``failed``). Never a run that failed only on unsupported, truncated or corrupt files, or on a
+    problem the user must fix (region, location): those fail the same way again."""
 
     @property
     def ok(self) -> bool:
@@ -306,14 +310,15 @@ def _run(
     error: str | None = None
     try:
         summary = load_job(job, days, environment, loader=loader, progress=progress, on_start=on_start)
-    except CtsyncError as exc:  # the user can fix it (region, location, ...): a failed run
-        counts, outcome, error = RunCounts(), RunStatus.FAILED, str(exc)
+    except CtsyncError as exc:  # the user can fix it (region, location, ...), or the warehouse is busy: a failed run
+        counts, outcome, error, retryable = RunCounts(), RunStatus.FAILED, str(exc), isinstance(exc, WarehouseBusy)
     except BaseException as exc:
         store.finish_run(run, clock(), RunStatus.FAILED, RunCounts(), f"{type(exc).__name__}: {exc}")
         raise
     else:
         counts, error = counts_of(summary), load_problems(summary)
         outcome = RunStatus.FAILED if error else RunStatus.SUCCEEDED
+        retryable = any(problem.status == "failed" for problem in summary.problems)
     finished = clock()
     export_status = store.finish_run(run, finished, outcome, counts, error)
     return ExportRunResult(
@@ -328,6 +333,7 @@ def _run(
         counts=counts,
         error=error,
         summary=summary,
+        retryable=retryable,
     )
 
 

@@ -31,8 +31,11 @@ def sample_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def write_settings(folder: Path, export_dir: Path, *, every_hours: int = 6) -> Path:
-    """A project settings file: the sample as events and profiles exports, and a JSON-lines destination."""
+def write_settings(
+    folder: Path, export_dir: Path, *, every_hours: int = 6, destinations: dict[str, dict[str, object]] | None = None
+) -> Path:
+    """A project settings file: the sample as events and profiles exports, a JSON-lines destination and
+    ``destinations``."""
     settings = {
         "exports": [
             {
@@ -52,7 +55,7 @@ def write_settings(folder: Path, export_dir: Path, *, every_hours: int = 6) -> P
                 "frequency": {"recurring": {"every_hours": 24}},
             },
         ],
-        "destinations": {"jsonl": {"type": "jsonl", "path": str(folder / "identify.jsonl")}},
+        "destinations": {"jsonl": {"type": "jsonl", "path": str(folder / "identify.jsonl")}, **(destinations or {})},
     }
     path = folder / "ctsync.yml"
     path.write_text(yaml.safe_dump(settings), encoding="utf-8")

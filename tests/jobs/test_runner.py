@@ -22,7 +22,7 @@ import duckdb
 import pytest
 import yaml
 
-from ctsync.errors import CtsyncError
+from ctsync.errors import CtsyncError, WarehouseBusy
 from ctsync.exports.catalog import CATALOG_FILE, EventCatalog, load_event_catalog
 from ctsync.exports.files import FileKind
 from ctsync.exports.sample import write_sample_export
@@ -444,3 +444,25 @@ def test_a_relative_location_is_read_from_the_settings_files_folder(
     result = run("relative", config, str(tmp_path / "warehouse.duckdb"), catalog, Clock())
     assert result.ok, result.error
     assert result.counts.files_loaded == 12
+
+
+def test_only_a_run_another_attempt_may_fix_is_retryable(
+    small: Path, catalog: EventCatalog, warehouse: str, tmp_path: Path
+) -> None:
+    """A busy warehouse may be free next time; a file that is not a CleverTap export is refused again."""
+    with_csv = tmp_path / "with-csv"
+    shutil.copytree(small, with_csv)
+    (with_csv / "events.csv").write_text("eventName,ts\nApp Launched,20261120120000\n", encoding="utf-8")
+    config = write_config(tmp_path / "ctsync.yml", export("busy", small), export("csv", with_csv))
+
+    def busy_loader(*args: Any, **kwargs: Any) -> Any:
+        raise WarehouseBusy("another process is writing to the warehouse")
+
+    busy = run("busy", config, warehouse, catalog, Clock(), loader=busy_loader)
+    assert (busy.ok, busy.retryable) == (False, True)
+    refused = run("csv", config, warehouse, catalog, Clock())
+    assert (refused.ok, refused.retryable) == (False, False)
+    assert refused.counts.files_loaded == 12 and refused.counts.files_failed == 1
+    assert refused.error is not None and "unsupported" in refused.error and "events.csv" in refused.error
+    ok = run("busy", config, warehouse, catalog, Clock())
+    assert (ok.ok, ok.retryable) == (True, False)
