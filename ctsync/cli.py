@@ -201,7 +201,7 @@ def build(
     select: Annotated[list[str] | None, typer.Option(help="dbt node selection (repeatable).")] = None,
 ) -> None:
     """Build audiences and computed traits: dbt build of the project, with its log."""
-    from ctsync.transform import BuildResult, build_models
+    from ctsync.build import BuildResult, build_models
 
     def action() -> BuildResult:
         moment = _parse_end(as_of)

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from prefect import flow, get_run_logger, task
 
-from ctsync.transform import BuildResult, build_models
+from ctsync.build import BuildResult, build_models
 from flows.artifacts import publish_counts
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ctsync.transform import build_models
+from ctsync.build import build_models
 from ctsync.warehouse.loader import LoadOptions, load_export_files
 from tests.models.conftest import AS_OF, NICKNAME, SCHEMA, TIMEZONE, BuiltSample, query
 from tests.postgres import fresh_database

@@ -82,7 +82,7 @@ def build_models(
     """``dbt build`` the project: seeds, models, snapshots and tests, in DAG order.
 
     ``as_of`` pins the time memberships and traits are computed for (the ``as_of`` var). dbt runs
-    through its Python API in a child Python process (``python -m ctsync.transform``): dbt-duckdb
+    through its Python API in a child Python process (``python -m ctsync.build``): dbt-duckdb
     keeps its DuckDB handle (and dbt its global state) for the life of the process, which would
     lock the warehouse for the steps after. Its log lines come back as they happen.
     """
@@ -99,7 +99,7 @@ def build_models(
         args.append("--full-refresh")
     started = time.perf_counter()
     child = subprocess.Popen(
-        [sys.executable, "-m", "ctsync.transform", json.dumps(args)],
+        [sys.executable, "-m", "ctsync.build", json.dumps(args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_child_environment(warehouse),
