@@ -358,7 +358,8 @@ def dbt_build(warehouse: Path, work: Path, *extra: str) -> float:
         "--profiles-dir", str(REPO),
         "--target-path", str(work / "target"),
         "--log-path", str(work / "logs"),
-        "--vars", '{"as_of": "' + END.strftime("%Y-%m-%dT%H:%M:%SZ") + '"}',
+        # The generated warehouse has no _loads table for the project to find the schema by.
+        "--vars", json.dumps({"as_of": END.strftime("%Y-%m-%dT%H:%M:%SZ"), "clevertap_schemas": [SCHEMA]}),
         *extra,
     ]  # fmt: skip
     started = time.perf_counter()

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ctsync.errors import CtsyncError, WarehouseBusy
-from ctsync.warehouse.connection import parse_warehouse
+from ctsync.sources import find_clevertap_sources, reading, require_clevertap_sources
+from ctsync.warehouse.connection import WarehouseTarget, parse_warehouse
+from ctsync.warehouse.targets import Target
 
 LogCallback = Callable[[str, str], None]
 """Receives (level, message) for each line dbt logs: info, warn, error, debug."""
@@ -30,6 +32,12 @@ class BuildResult:
     failures: list[str] = field(default_factory=list)
     """``<node>: <message>`` for every node that errored or failed."""
     seconds: float = 0.0
+    sources: list[str] = field(default_factory=list)
+    """The CleverTap schemas the build read (one per nickname loaded)."""
+    audience_sizes: dict[str, int] = field(default_factory=dict)
+    """Members of each audience this build computed, by audience key (what the sync sends)."""
+    trait_sizes: dict[str, int] = field(default_factory=dict)
+    """People with a value of each computed trait this build computed, by trait key."""
 
 
 def project_dir() -> Path:
@@ -69,6 +77,28 @@ def _child_environment(warehouse: str | None) -> dict[str, str]:
     return environment
 
 
+def dbt_warehouse(environment: dict[str, str], target: str | None) -> WarehouseTarget:
+    """The warehouse dbt will open, read the way profiles.yml reads it from ``environment``."""
+    name = target or environment.get("CTSYNC_DBT_TARGET") or "duckdb"
+    if name == "duckdb":
+        where = parse_warehouse(environment.get("CTSYNC_WAREHOUSE") or "warehouse.duckdb")
+        if where.kind != "duckdb":
+            raise CtsyncError(
+                f"dbt's duckdb target reads a DuckDB file, but the warehouse is {where.describe()}: "
+                "use --target postgres (or leave --target out)"
+            )
+        return where
+    if name == "postgres":
+        user = quote(environment.get("CTSYNC_PG_USER") or "postgres", safe="")
+        password = quote(environment.get("CTSYNC_PG_PASSWORD") or "", safe="")
+        host = environment.get("CTSYNC_PG_HOST") or "localhost"
+        port = environment.get("CTSYNC_PG_PORT") or "5432"
+        database = quote(environment.get("CTSYNC_PG_DATABASE") or "ctsync", safe="")
+        credentials = f"{user}:{password}" if password else user
+        return WarehouseTarget("postgres", f"postgresql://{credentials}@{host}:{port}/{database}")
+    raise CtsyncError(f"unknown dbt target {name!r}: profiles.yml has the targets duckdb and postgres")
+
+
 def build_models(
     *,
     warehouse: str | None = None,
@@ -81,28 +111,62 @@ def build_models(
 ) -> BuildResult:
     """``dbt build`` the project: seeds, models, snapshots and tests, in DAG order.
 
-    ``as_of`` pins the time memberships and traits are computed for (the ``as_of`` var). dbt runs
-    through its Python API in a child Python process (``python -m ctsync.build``): dbt-duckdb
-    keeps its DuckDB handle (and dbt its global state) for the life of the process, which would
-    lock the warehouse for the steps after. Its log lines come back as they happen.
+    Refused (CtsyncError, nothing run) when the warehouse has nothing to build from: a DuckDB
+    file that does not exist (it is not created), or no schema that ``ctsync load`` wrote events
+    to. The schemas found are passed to dbt as the var ``clevertap_schemas``. ``as_of`` pins the
+    time memberships and traits are computed for (the ``as_of`` var). After a successful build
+    the result carries the sizes it recorded in ``engage.audience_size_history``.
+
+    dbt runs through its Python API in a child Python process (``python -m ctsync.build``):
+    dbt-duckdb keeps its DuckDB handle (and dbt its global state) for the life of the process,
+    which would lock the warehouse for the steps after. Its log lines come back as they happen.
     """
     folder = project or project_dir()
+    environment = _child_environment(warehouse)
+    where = dbt_warehouse(environment, target)
+    with reading(where) as reader:
+        found = find_clevertap_sources(reader)
+    sources = require_clevertap_sources(found, where)
+    if found.without_events and on_log is not None:
+        on_log("warn", f"not read, no event table yet: {', '.join(found.without_events)}")
+    variables: dict[str, Any] = {"clevertap_schemas": sources}
+    if as_of is not None:
+        variables["as_of"] = as_of.isoformat()
     args = ["--no-use-colors", "--log-level", "none", "build"]
     args += ["--project-dir", str(folder), "--profiles-dir", str(folder)]
+    args += ["--vars", json.dumps(variables)]
     if target:
         args += ["--target", target]
-    if as_of is not None:
-        args += ["--vars", json.dumps({"as_of": as_of.isoformat()})]
     for selector in select:
         args += ["--select", selector]
     if full_refresh:
         args.append("--full-refresh")
     started = time.perf_counter()
+    outcome = _run_child(args, environment, on_log)
+    result = BuildResult(
+        success=outcome["success"],
+        counts=outcome["counts"],
+        failures=outcome["failures"],
+        seconds=time.perf_counter() - started,
+        sources=sources,
+    )
+    if result.success and outcome.get("build_id"):
+        try:
+            with reading(where) as reader:
+                result.audience_sizes, result.trait_sizes = read_build_sizes(reader, str(outcome["build_id"]))
+        except CtsyncError as exc:  # the build itself succeeded: say so, and why the sizes are missing
+            if on_log is not None:
+                on_log("warn", f"the sizes of this build could not be read back: {exc}")
+    return result
+
+
+def _run_child(args: list[str], environment: dict[str, str], on_log: LogCallback | None) -> dict[str, Any]:
+    """dbt in a child process (``python -m ctsync.build``): its log lines as they come, then its outcome."""
     child = subprocess.Popen(
         [sys.executable, "-m", "ctsync.build", json.dumps(args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=_child_environment(warehouse),
+        env=environment,
         text=True,
     )
     assert child.stdout is not None and child.stderr is not None
@@ -119,21 +183,30 @@ def build_models(
             outcome = item["result"]
     errors = child.stderr.read()
     child.wait()
-    seconds = time.perf_counter() - started
     if outcome is None:
         tail = " | ".join(errors.strip().splitlines()[-5:])
         raise CtsyncError(f"dbt build stopped without a result (exit code {child.returncode}): {tail}")
-    success, counts, failures, exception = (
-        outcome["success"],
-        outcome["counts"],
-        outcome["failures"],
-        outcome["exception"],
-    )
+    exception = outcome["exception"]
     if exception is not None:
         if "lock" in exception.lower() and "duckdb" in exception.lower():
             raise WarehouseBusy(f"the warehouse is open for writing by another process: {exception}")
         raise CtsyncError(f"dbt build could not run: {exception}")
-    return BuildResult(success=success, counts=counts, failures=failures, seconds=seconds)
+    return outcome
+
+
+SIZE_HISTORY = "engage.audience_size_history"
+"""Where every successful build appends its sizes (macros/engage/size_history.sql)."""
+
+
+def read_build_sizes(reader: Target, build_id: str) -> tuple[dict[str, int], dict[str, int]]:
+    """(audience sizes, trait sizes) one build recorded, by key."""
+    rows = reader.execute(
+        f"select computation_class, computation_key, size from {SIZE_HISTORY} where build_id = ? order by 2",
+        [build_id],
+    )
+    audiences = {str(key): int(size) for kind, key, size in rows if kind == "audience"}
+    traits = {str(key): int(size) for kind, key, size in rows if kind == "trait"}
+    return audiences, traits
 
 
 def _child(args: list[str]) -> None:
@@ -160,6 +233,7 @@ def _child(args: list[str]) -> None:
 
 def _invoke_dbt(args: list[str], send: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     from dbt.cli.main import dbtRunner
+    from dbt_common.invocation import get_invocation_id
 
     def forward(event: Any) -> None:
         info = getattr(event, "info", None)
@@ -171,6 +245,7 @@ def _invoke_dbt(args: list[str], send: Callable[[dict[str, Any]], None]) -> dict
     result = dbtRunner(callbacks=[forward]).invoke(args)
     if result.exception is not None:
         return {"success": False, "counts": {}, "failures": [], "exception": str(result.exception)}
+    build_id = get_invocation_id()  # the build_id of the rows the run recorded
     counts: Counter[str] = Counter()
     failures: list[str] = []
     for node_result in getattr(result.result, "results", None) or []:
@@ -179,7 +254,13 @@ def _invoke_dbt(args: list[str], send: Callable[[dict[str, Any]], None]) -> dict
         counts[f"{node.resource_type} {status}"] += 1
         if status in ("error", "fail"):
             failures.append(f"{node.unique_id}: {node_result.message}")
-    return {"success": bool(result.success), "counts": dict(counts), "failures": failures, "exception": None}
+    return {
+        "success": bool(result.success),
+        "counts": dict(counts),
+        "failures": failures,
+        "exception": None,
+        "build_id": build_id,
+    }
 
 
 if __name__ == "__main__":

@@ -214,6 +214,14 @@ def build(
     result = run_command(action)
     counts = ", ".join(f"{count} {name}" for name, count in sorted(result.counts.items()))
     console.print(f"dbt build {'succeeded' if result.success else 'FAILED'} in {result.seconds:.1f} s: {counts}")
+    console.print(f"sources read: {', '.join(result.sources)}", highlight=False)
+    for title, sizes in (
+        ("audience members", result.audience_sizes),
+        ("people with a trait value", result.trait_sizes),
+    ):
+        if sizes:
+            listed = ", ".join(f"{key} {size:,}" for key, size in sorted(sizes.items()))
+            console.print(f"{title}: {listed}", highlight=False)
     for failure in result.failures:
         err_console.print(f"[red]failed[/] {failure}", highlight=False)
     if not result.success:

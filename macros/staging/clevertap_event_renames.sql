@@ -1,9 +1,11 @@
 {#-
-    The standard and context columns of an event table under staging names: ids first,
-    then strings, then timestamps. Used by every stg_clevertap__<event> model so the same
-    column has the same name everywhere.
+    The standard and context columns of an event table under staging names: ids first
+    (source_relation, the schema the row came from, is part of every key), then strings,
+    then timestamps. Used by every stg_clevertap__<event> model so the same column has the
+    same name everywhere.
 -#}
 {% macro clevertap_event_ids() -%}
+        source_relation,
         id as event_id,
         user_id,
         anonymous_id,

@@ -1,40 +1,55 @@
 {#-
-    `select <columns> from <relation>` that survives a young warehouse: a column the table
-    does not have yet (the loader adds a column only once a non-null value arrives) becomes
-    a typed NULL, and a table that does not exist yet (no such event exported so far) becomes
-    an empty result with the same columns. `columns` is a list of [name, type] pairs, the
-    type one of string, float, integer, boolean, timestamp.
+    `relation` (a `source('clevertap', ...)` table) read from every CleverTap schema of
+    clevertap_schemas() and unioned by column name, Fivetran-style: each row carries
+    `source_relation`, the schema it came from. `columns` is a list of [name, type] pairs,
+    the type one of string, float, integer, boolean, timestamp. A young warehouse or a
+    source that lacks something still reads: a column a schema's table does not have yet
+    (the loader adds a column only once a non-null value arrives) is a typed NULL there, and
+    a schema without the table (no such event exported so far) adds no rows. With the table
+    in no schema, the result is empty, with the same columns.
 -#}
 {% macro select_source_columns(relation, columns) -%}
-    {%- set present = none -%}
+    {%- set selects = [] -%}
     {%- if execute -%}
-        {%- set found = adapter.get_relation(
-            database=relation.database,
-            schema=relation.schema,
-            identifier=relation.identifier,
-        ) -%}
-        {%- if found is not none -%}
-            {%- set present = adapter.get_columns_in_relation(found)
-                | map(attribute='name') | map('lower') | list -%}
-        {%- endif -%}
-    {%- endif %}
+        {%- for schema in ctsync.clevertap_schemas() -%}
+            {%- set found = adapter.get_relation(
+                database=relation.database,
+                schema=schema,
+                identifier=relation.identifier,
+            ) -%}
+            {%- if found is not none -%}
+                {%- set present = adapter.get_columns_in_relation(found)
+                    | map(attribute='name') | map('lower') | list -%}
+                {%- do selects.append(ctsync.select_columns_of(found, schema, columns, present)) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- if selects -%}
+        {{ selects | join('\n\n    union all\n\n    ') }}
+    {%- else -%}
+        {{ ctsync.select_columns_of(none, none, columns, []) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- One schema's part of select_source_columns (no relation: no rows, same columns). -#}
+{% macro select_columns_of(relation, schema, columns, present) -%}
     select
     {%- for column in columns %}
         {% set name, type_name = column[0], column[1] -%}
-        {%- if present is not none and name in present and type_name == 'string' -%}
+        {%- if name in present and type_name == 'string' -%}
             {#- Any type reads as text; other types are kept as the loader typed them. -#}
-            cast({{ adapter.quote(name) }} as {{ dbt.type_string() }}) as {{ adapter.quote(name) }}
-        {%- elif present is not none and name in present -%}
-            {{ adapter.quote(name) }}
+            cast({{ adapter.quote(name) }} as {{ dbt.type_string() }}) as {{ adapter.quote(name) }},
+        {%- elif name in present -%}
+            {{ adapter.quote(name) }},
         {%- else -%}
-            cast(null as {{ ctsync.ctsync_type(type_name) }}) as {{ adapter.quote(name) }}
+            cast(null as {{ ctsync.ctsync_type(type_name) }}) as {{ adapter.quote(name) }},
         {%- endif -%}
-        {{- ',' if not loop.last }}
     {%- endfor %}
-    {%- if present is not none %}
+    {%- if relation is not none %}
+        cast('{{ schema }}' as {{ dbt.type_string() }}) as source_relation
     from {{ relation }}
     {%- else %}
-    {#- The table does not exist yet: no rows, same columns. #}
+        cast(null as {{ dbt.type_string() }}) as source_relation
     where 1 = 0
     {%- endif %}
 {%- endmacro %}

@@ -22,7 +22,8 @@ campaign_visits as (
         coalesce(utm_visited.user_id, anonymous_ids.person_id) as person_id
     from utm_visited
     left join anonymous_ids
-        on utm_visited.anonymous_id = anonymous_ids.anonymous_id
+        on utm_visited.source_relation = anonymous_ids.source_relation
+        and utm_visited.anonymous_id = anonymous_ids.anonymous_id
     where utm_visited.occurred_at <= {{ as_of() }}
         and utm_visited.utm_campaign is not null
 

@@ -33,7 +33,8 @@ last_cart_additions as (
         max(added_to_cart.occurred_at) as last_added_at
     from added_to_cart
     left join anonymous_ids
-        on added_to_cart.anonymous_id = anonymous_ids.anonymous_id
+        on added_to_cart.source_relation = anonymous_ids.source_relation
+        and added_to_cart.anonymous_id = anonymous_ids.anonymous_id
     where {{ in_last_days('added_to_cart.occurred_at', 7) }}
     group by 1
 
@@ -46,7 +47,8 @@ last_purchases as (
         max(charged.occurred_at) as last_charged_at
     from charged
     left join anonymous_ids
-        on charged.anonymous_id = anonymous_ids.anonymous_id
+        on charged.source_relation = anonymous_ids.source_relation
+        and charged.anonymous_id = anonymous_ids.anonymous_id
     where charged.occurred_at <= {{ as_of() }}
     group by 1
 

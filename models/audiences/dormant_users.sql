@@ -28,7 +28,8 @@ installers as (
         coalesce(app_installed.user_id, anonymous_ids.person_id) as person_id
     from app_installed
     left join anonymous_ids
-        on app_installed.anonymous_id = anonymous_ids.anonymous_id
+        on app_installed.source_relation = anonymous_ids.source_relation
+        and app_installed.anonymous_id = anonymous_ids.anonymous_id
     where app_installed.occurred_at <= {{ as_of() }}
 
 ),
@@ -39,7 +40,8 @@ recent_launchers as (
         coalesce(app_launched.user_id, anonymous_ids.person_id) as person_id
     from app_launched
     left join anonymous_ids
-        on app_launched.anonymous_id = anonymous_ids.anonymous_id
+        on app_launched.source_relation = anonymous_ids.source_relation
+        and app_launched.anonymous_id = anonymous_ids.anonymous_id
     where {{ in_last_days('app_launched.occurred_at', 14) }}
 
 ),

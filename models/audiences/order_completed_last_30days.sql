@@ -22,7 +22,8 @@ charged_in_window as (
         coalesce(charged.user_id, anonymous_ids.person_id) as person_id
     from charged
     left join anonymous_ids
-        on charged.anonymous_id = anonymous_ids.anonymous_id
+        on charged.source_relation = anonymous_ids.source_relation
+        and charged.anonymous_id = anonymous_ids.anonymous_id
     where {{ in_last_days('charged.occurred_at', 30) }}
 
 ),

@@ -26,7 +26,8 @@ clicks_in_window as (
         coalesce(notification_clicked.user_id, anonymous_ids.person_id) as person_id
     from notification_clicked
     left join anonymous_ids
-        on notification_clicked.anonymous_id = anonymous_ids.anonymous_id
+        on notification_clicked.source_relation = anonymous_ids.source_relation
+        and notification_clicked.anonymous_id = anonymous_ids.anonymous_id
     where {{ in_last_days('notification_clicked.occurred_at', 7) }}
 
 ),

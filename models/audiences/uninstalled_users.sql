@@ -29,7 +29,8 @@ last_uninstalls as (
         max(app_uninstalled.occurred_at) as last_uninstalled_at
     from app_uninstalled
     left join anonymous_ids
-        on app_uninstalled.anonymous_id = anonymous_ids.anonymous_id
+        on app_uninstalled.source_relation = anonymous_ids.source_relation
+        and app_uninstalled.anonymous_id = anonymous_ids.anonymous_id
     where app_uninstalled.occurred_at <= {{ as_of() }}
     group by 1
 
@@ -42,7 +43,8 @@ last_launches as (
         max(app_launched.occurred_at) as last_launched_at
     from app_launched
     left join anonymous_ids
-        on app_launched.anonymous_id = anonymous_ids.anonymous_id
+        on app_launched.source_relation = anonymous_ids.source_relation
+        and app_launched.anonymous_id = anonymous_ids.anonymous_id
     where app_launched.occurred_at <= {{ as_of() }}
     group by 1
 

@@ -2,8 +2,8 @@
     Current members of every audience: one row per (audience, person). Each audience model
     publishes its members to engage._audience_members right after it is built (see
     macros/engage/publish.sql); this view keeps the audiences that still exist and gives
-    each person its user_id and latest anonymous_id. Anonymous-only people appear only in
-    audiences that include anonymous users.
+    each person its user_id, latest anonymous_id and the source it was last seen in.
+    Anonymous-only people appear only in audiences that include anonymous users.
 -#}
 
 with
@@ -31,6 +31,7 @@ final as (
     select
         people.user_id,
         people.anonymous_id,
+        people.source_relation,
         audiences.audience_key,
         audiences.audience_name,
         audiences.include_anonymous,

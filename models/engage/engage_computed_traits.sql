@@ -31,6 +31,7 @@ final as (
     select
         people.user_id,
         people.anonymous_id,
+        people.source_relation,
         traits.trait_key,
         traits.trait_name,
         published_values.value,

@@ -1,12 +1,13 @@
 {#-
-    Identity: one row per anonymous_id (CleverTap ID) with its latest known user_id as of
-    as_of, the user whose identified event or profile record on that device is the most
-    recent. Anonymous ids that never got a user_id are kept and flagged: they are people
-    of their own (person_id = anonymous_id).
+    Identity: one row per anonymous_id (CleverTap ID) of each source with its latest known
+    user_id in that source as of as_of, the user whose identified event or profile record
+    on that device is the most recent. A CleverTap ID is issued by one CleverTap account,
+    so the same ID in another source is another device. Anonymous ids that never got a
+    user_id are kept and flagged: they are people of their own (person_id = anonymous_id).
 
     To attribute an event to a person: coalesce(event.user_id, anonymous_ids.person_id),
-    joining on anonymous_id. An identified event belongs to its own user; an anonymous one
-    to the latest user known on its device.
+    joining on source_relation and anonymous_id. An identified event belongs to its own
+    user; an anonymous one to the latest user known on its device.
 -#}
 with
 
@@ -19,23 +20,25 @@ identifier_pairs as (
 anonymous_ids as (
 
     select
+        source_relation,
         anonymous_id,
         min(first_seen_at) as first_seen_at,
         max(last_seen_at) as last_seen_at
     from identifier_pairs
     where anonymous_id is not null
-    group by 1
+    group by 1, 2
 
 ),
 
 users_ranked_by_recency as (
 
     select
+        source_relation,
         anonymous_id,
         user_id,
         last_seen_at,
         row_number() over (
-            partition by anonymous_id
+            partition by source_relation, anonymous_id
             order by last_seen_at desc, user_id desc
         ) as recency_rank
     from identifier_pairs
@@ -47,6 +50,7 @@ users_ranked_by_recency as (
 latest_users as (
 
     select
+        source_relation,
         anonymous_id,
         user_id,
         last_seen_at as user_last_seen_at
@@ -58,6 +62,7 @@ latest_users as (
 final as (
 
     select
+        anonymous_ids.source_relation,
         anonymous_ids.anonymous_id,
         latest_users.user_id,
         coalesce(latest_users.user_id, anonymous_ids.anonymous_id) as person_id,
@@ -67,7 +72,8 @@ final as (
         latest_users.user_last_seen_at
     from anonymous_ids
     left join latest_users
-        on anonymous_ids.anonymous_id = latest_users.anonymous_id
+        on anonymous_ids.source_relation = latest_users.source_relation
+        and anonymous_ids.anonymous_id = latest_users.anonymous_id
 
 )
 

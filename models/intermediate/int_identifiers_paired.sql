@@ -1,7 +1,8 @@
 {#-
-    Every (anonymous_id, user_id) pair observed up to as_of, from events and from profile
-    records, with when it was first and last seen. user_id is NULL for what a device did
-    anonymously. The identity models below are built from these pairs alone.
+    Every (anonymous_id, user_id) pair observed up to as_of in each source, from events and
+    from profile records, with when it was first and last seen. user_id is NULL for what a
+    device did anonymously. The identity models below are built from these pairs alone.
+    A CleverTap ID belongs to one CleverTap account, so pairs are kept per source.
 -#}
 with
 
@@ -20,6 +21,7 @@ identifies as (
 observations as (
 
     select
+        source_relation,
         anonymous_id,
         user_id,
         occurred_at as observed_at
@@ -29,6 +31,7 @@ observations as (
     union all
 
     select
+        source_relation,
         anonymous_id,
         user_id,
         identified_at as observed_at
@@ -40,6 +43,7 @@ observations as (
 final as (
 
     select
+        source_relation,
         anonymous_id,
         user_id,
         min(observed_at) as first_seen_at,
@@ -48,7 +52,7 @@ final as (
     from observations
     where anonymous_id is not null
         or user_id is not null
-    group by 1, 2
+    group by 1, 2, 3
 
 )
 

@@ -1,7 +1,9 @@
 {#-
-    One row per person as of as_of: a user_id, or an anonymous_id that never got one. Each
-    person carries its latest known anonymous_id (the device it was last seen on), which
-    the engage tables send along with the user_id.
+    One row per person as of as_of: a user_id, or an anonymous_id that never got one. A
+    user_id is one person across sources (it is how the destination names people); an
+    anonymous-only person is named by their CleverTap ID. Each person carries its latest
+    known anonymous_id (the device it was last seen on), which the engage tables send along
+    with the user_id, and source_relation, the source it was last seen in.
 -#}
 with
 
@@ -22,12 +24,14 @@ pairs_attributed_to_people as (
     select
         coalesce(identifier_pairs.user_id, anonymous_ids.person_id) as person_id,
         coalesce(identifier_pairs.user_id, anonymous_ids.user_id) as user_id,
+        identifier_pairs.source_relation,
         identifier_pairs.anonymous_id,
         identifier_pairs.first_seen_at,
         identifier_pairs.last_seen_at
     from identifier_pairs
     left join anonymous_ids
-        on identifier_pairs.anonymous_id = anonymous_ids.anonymous_id
+        on identifier_pairs.source_relation = anonymous_ids.source_relation
+        and identifier_pairs.anonymous_id = anonymous_ids.anonymous_id
 
 ),
 
@@ -42,6 +46,19 @@ anonymous_ids_ranked_by_recency as (
         ) as recency_rank
     from pairs_attributed_to_people
     where anonymous_id is not null
+
+),
+
+sources_ranked_by_recency as (
+
+    select
+        person_id,
+        source_relation,
+        row_number() over (
+            partition by person_id
+            order by last_seen_at desc, source_relation desc
+        ) as recency_rank
+    from pairs_attributed_to_people
 
 ),
 
@@ -64,12 +81,16 @@ final as (
         people.user_id,
         anonymous_ids_ranked_by_recency.anonymous_id,
         people.user_id is null as is_anonymous,
+        sources_ranked_by_recency.source_relation,
         people.first_seen_at,
         people.last_seen_at
     from people
     left join anonymous_ids_ranked_by_recency
         on people.person_id = anonymous_ids_ranked_by_recency.person_id
         and anonymous_ids_ranked_by_recency.recency_rank = 1
+    left join sources_ranked_by_recency
+        on people.person_id = sources_ranked_by_recency.person_id
+        and sources_ranked_by_recency.recency_rank = 1
 
 )
 

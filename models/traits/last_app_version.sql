@@ -27,7 +27,8 @@ launches_ranked_by_recency as (
         ) as recency_rank
     from app_launched
     left join anonymous_ids
-        on app_launched.anonymous_id = anonymous_ids.anonymous_id
+        on app_launched.source_relation = anonymous_ids.source_relation
+        and app_launched.anonymous_id = anonymous_ids.anonymous_id
     where app_launched.occurred_at <= {{ as_of() }}
         and coalesce(app_launched.app_version, app_launched.device_app_version) is not null
 

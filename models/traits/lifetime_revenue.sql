@@ -23,7 +23,8 @@ charged_by_person as (
         charged.amount
     from charged
     left join anonymous_ids
-        on charged.anonymous_id = anonymous_ids.anonymous_id
+        on charged.source_relation = anonymous_ids.source_relation
+        and charged.anonymous_id = anonymous_ids.anonymous_id
     where charged.occurred_at <= {{ as_of() }}
 
 ),

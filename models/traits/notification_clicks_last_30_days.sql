@@ -27,7 +27,8 @@ clicks_by_person as (
         notification_clicked.occurred_at
     from notification_clicked
     left join anonymous_ids
-        on notification_clicked.anonymous_id = anonymous_ids.anonymous_id
+        on notification_clicked.source_relation = anonymous_ids.source_relation
+        and notification_clicked.anonymous_id = anonymous_ids.anonymous_id
     where notification_clicked.occurred_at <= {{ as_of() }}
 
 ),

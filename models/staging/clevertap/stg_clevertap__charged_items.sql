@@ -1,12 +1,12 @@
 {#-
     One row per element of Charged's Items array (JSON text in charged.items). CleverTap
     leaves item keys to the app; the common ones are typed, the whole item stays in
-    item_json. Incremental on received_at: unnesting JSON is the costly part at scale and
-    an event's items never change once loaded.
+    item_json. Incremental on received_at, per source: unnesting JSON is the costly part
+    at scale and an event's items never change once loaded.
 -#}
 {{ config(
     materialized='incremental',
-    unique_key='charged_item_id',
+    unique_key=['source_relation', 'charged_item_id'],
     incremental_strategy='delete+insert',
     on_schema_change='append_new_columns',
 ) }}
@@ -25,16 +25,30 @@ source as (
     ]) }}
 
 ),
+{%- if is_incremental() %}
+
+unnested_until as (
+
+    {#- The latest Charged event of each source unnested by earlier runs. #}
+    select
+        source_relation,
+        max(received_at) as received_at
+    from {{ this }}
+    group by 1
+
+),
+{%- endif %}
 
 new_charged_events as (
 
-    select * from source
+    select source.*
+    from source
     {%- if is_incremental() %}
     {#- Only events loaded since the last run: items of loaded events never change. #}
-    where received_at > (
-        select coalesce(max(received_at), cast('1900-01-01 00:00:00+00:00' as {{ type_timestamptz() }}))
-        from {{ this }}
-    )
+    left join unnested_until
+        on source.source_relation = unnested_until.source_relation
+    where unnested_until.received_at is null
+        or source.received_at > unnested_until.received_at
     {%- endif %}
 
 ),
@@ -54,6 +68,7 @@ renamed as (
 
     select
         ---------- ids
+        source_relation,
         id || '-' || cast(item_index as {{ dbt.type_string() }}) as charged_item_id,
         id as event_id,
         user_id,

@@ -20,6 +20,7 @@ renamed as (
 
     select
         ---------- ids
+        source_relation,
         id as identify_id,
         user_id,
         anonymous_id,

@@ -32,6 +32,7 @@ renamed as (
 
     select
         ---------- ids
+        source_relation,
         id as user_id,
         clevertap_id,
         identity,
