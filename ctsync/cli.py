@@ -229,10 +229,12 @@ def build(
 
 
 def _mount() -> None:
+    from ctsync.cli_explain import explain
     from ctsync.cli_exports import exports_app
     from ctsync.cli_sync import register as register_sync
 
     register_sync(app)
+    app.command("explain")(explain)
     app.add_typer(exports_app, name="exports", help="CleverTap export jobs: list, show, run, stop, validate.")
 
 

@@ -6,7 +6,9 @@ Mounted on the main command with ``register(app)``; also runnable on their own a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -19,6 +21,7 @@ from ctsync.cli_support import run_command
 from ctsync.settings import load_settings
 
 if TYPE_CHECKING:  # the engine is imported when a command runs, not for --help
+    from ctsync.engage.summary import ComputationCounts, SyncSummary
     from ctsync.status import RunStatus, StatusReport
 
 console = Console()
@@ -36,6 +39,10 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
 
 
+EXIT_REFUSED = 3
+"""``ctsync sync`` exit status when the mass-change guard refused the run."""
+
+
 def sync(
     destination: Annotated[
         str,
@@ -49,6 +56,37 @@ def sync(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be sent; send and store nothing.")
     ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="With --dry-run: write every change to this CSV file (change, computation_class, "
+            "computation_key, user_id, anonymous_id, value, message new|resend).",
+        ),
+    ] = None,
+    allow_mass_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-change",
+            help="Send a run that exits most of an audience's confirmed members (or nulls most of a "
+            "trait's values); without it such a run is refused. Check the build first.",
+        ),
+    ] = False,
+    mass_change_share: Annotated[
+        float | None,
+        typer.Option(
+            help="Refuse a run that removes more than this share of an audience's confirmed members "
+            "(a trait's values); 1 turns the guard off [env CTSYNC_MASS_CHANGE_SHARE; default 0.5].",
+        ),
+    ] = None,
+    mass_change_floor: Annotated[
+        int | None,
+        typer.Option(
+            help="...when it removes at least this many people; emptying one of 10 or more is refused whatever "
+            "the floor [env CTSYNC_MASS_CHANGE_FLOOR; default 100].",
+        ),
+    ] = None,
     warehouse: WarehouseOption = None,
     config: Annotated[
         str | None, typer.Option(help="Project settings file with a destinations: section [env CTSYNC_CONFIG].")
@@ -65,10 +103,15 @@ def sync(
         ),
     ] = None,
 ) -> None:
-    """Send Identify calls for audience entries/exits and changed computed traits to a destination."""
-    from ctsync.engage.run import SyncSummary, sync_destination
+    """Send Identify calls for audience entries/exits and changed computed traits to a destination.
 
-    def action() -> SyncSummary:
+    Exit status: 0 done; 1 messages rejected or still pending (the next run resends them); 2 a
+    problem to fix (settings, warehouse, arguments); 3 refused by the mass-change guard (nothing sent).
+    """
+    from ctsync.engage.guard import MassChangeRefused
+    from ctsync.engage.run import sync_destination
+
+    def action() -> SyncSummary | MassChangeRefused:
         settings = load_settings()
         with Progress(
             TextColumn("{task.description}"),
@@ -90,19 +133,31 @@ def sync(
                     tasks["send"] = bar.add_task(f"sending to {destination}", total=total)
                 bar.update(tasks["send"], completed=done)
 
-            return sync_destination(
-                destination,
-                warehouse=warehouse or settings.warehouse,
-                config_path=config,
-                dry_run=dry_run,
-                progress=on_progress,
-                wait_seconds=wait,
-                keep_sent_days=keep_sent_days,
-            )
+            try:
+                return sync_destination(
+                    destination,
+                    warehouse=warehouse or settings.warehouse,
+                    config_path=config,
+                    dry_run=dry_run,
+                    progress=on_progress,
+                    wait_seconds=wait,
+                    keep_sent_days=keep_sent_days,
+                    allow_mass_change=allow_mass_change,
+                    mass_change_share=mass_change_share,
+                    mass_change_floor=mass_change_floor,
+                    output=output,
+                )
+            except MassChangeRefused as refused:
+                return refused
 
-    summary = run_command(action)
-    _print_summary(summary)
-    if summary.status != "succeeded":
+    outcome = run_command(action)
+    if isinstance(outcome, MassChangeRefused):
+        for part in computations_parts(outcome.summary.computations, "per audience and trait (nothing sent)"):
+            console.print(part, highlight=False)
+        err_console.print(f"[bold red]error:[/] {outcome}", highlight=False)
+        raise typer.Exit(EXIT_REFUSED)
+    _print_summary(outcome)
+    if outcome.status != "succeeded":
         raise typer.Exit(1)
 
 
@@ -116,22 +171,10 @@ def _print_summary(summary: object) -> None:
         f"{summary.entered:,} entered, {summary.exited:,} exited, {summary.traits_changed:,} traits changed",
         highlight=False,
     )
+    for part in computations_parts(summary.computations, "per audience and trait") if summary.computations else []:
+        console.print(part, highlight=False)
     if summary.dry_run:
-        if summary.preview:
-            table = Table(title=f"first {len(summary.preview)} of {summary.changes:,} changes")
-            for column in ("change", "key", "user_id", "anonymous_id", "value", "resend"):
-                table.add_column(column)
-            for row in summary.preview:
-                table.add_row(
-                    row.change,
-                    f"{row.computation_class}:{row.computation_key}",
-                    row.user_id or "",
-                    row.anonymous_id or "",
-                    row.value,
-                    "yes" if row.resend else "",
-                )
-            console.print(table)
-        console.print(f"dry run: nothing was sent or stored ({summary.pending:,} messages already pending)")
+        _print_dry_run(summary)
     else:
         rate = f" ({summary.send_rate:,.0f}/s)" if summary.sent else ""
         console.print(
@@ -148,6 +191,8 @@ def _print_summary(summary: object) -> None:
             console.print(
                 f"deleted {summary.pruned:,} old messages no run needs again from the outbox", highlight=False
             )
+        if summary.mass_change:
+            err_console.print(f"[yellow]{summary.mass_change}[/]", highlight=False)
     retired = [f"audience {key}" for key in summary.retired_audiences] + [
         f"trait {key}" for key in summary.retired_traits
     ]
@@ -160,6 +205,53 @@ def _print_summary(summary: object) -> None:
         err_console.print(f"[yellow]{count:,} x[/] {code or '?'}: {reason or 'no reason given'}", highlight=False)
     if summary.stopped_early:
         err_console.print(f"[yellow]stopped early:[/] {summary.stopped_early}", highlight=False)
+
+
+def _print_dry_run(summary: SyncSummary) -> None:
+    if summary.preview:
+        table = Table(title=f"first {len(summary.preview)} of {summary.changes:,} changes")
+        for column in ("change", "key", "user_id", "anonymous_id", "value", "resend"):
+            table.add_column(column)
+        for row in summary.preview:
+            table.add_row(
+                row.change,
+                f"{row.computation_class}:{row.computation_key}",
+                row.user_id or "",
+                row.anonymous_id or "",
+                row.value,
+                "yes" if row.resend else "",
+            )
+        console.print(table)
+    if summary.output:
+        console.print(f"wrote all {summary.changes:,} changes to {summary.output}", highlight=False)
+    if summary.mass_change:
+        err_console.print(f"[yellow]mass-change guard:[/] {summary.mass_change}", highlight=False)
+    console.print(f"dry run: nothing was sent or stored ({summary.pending:,} messages already pending)")
+
+
+def computations_parts(computations: Sequence[ComputationCounts], title: str) -> list[str | Table]:
+    """Counts per audience and trait: a table that fits an 80-column terminal, then a line for each
+    one with messages rejected, failed or still pending (no column for a mostly-zero count).
+
+    Keys are unique across audiences and traits; audiences come first. A row past the mass-change
+    limit is marked ``!`` (and red).
+    """
+    table = _compact_table(title)
+    for column in ("key", "entered", "exited", "changed", "sent"):
+        table.add_column(column, no_wrap=True, justify="left" if column == "key" else "right")
+    lines: list[str | Table] = []
+    for counts in computations:
+        table.add_row(
+            counts.computation_key + (" !" if counts.mass_change else ""),
+            *(f"{value:,}" for value in (counts.entered, counts.exited, counts.changed, counts.sent)),
+            style="red" if counts.mass_change else None,
+        )
+        undone = (("rejected", counts.rejected), ("failed", counts.failed), ("pending", counts.pending))
+        if any(count for _, count in undone):
+            lines.append(f"{counts.computation_key}: " + ", ".join(f"{name} {n:,}" for name, n in undone if n))
+    if any(counts.mass_change for counts in computations):
+        table.caption = "! past the mass-change limit"
+    return [table, *lines]
 
 
 def status(
@@ -220,6 +312,11 @@ def status_parts(report: StatusReport) -> list[str | Table]:
         for run in mine:
             if problems := _run_problems(run):
                 parts.append(f"{_when(run.started_at)} {run.status}: {problems}")
+        newest = mine[0]
+        if newest.status == "refused" or (newest.dry_run and newest.error):
+            parts.append(f"{_when(newest.started_at)} {newest.error}")
+        if computations := report.computations.get(newest.run_id):
+            parts += computations_parts(computations, f"newest run to {destination}, per audience and trait")
     if not report.runs:
         parts.append("no sync runs yet")
     for waiting in report.outbox:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -14,6 +14,8 @@ from ctsync.engage.state import (
     connect,
     sync_runs,
 )
+from ctsync.engage.summary import ComputationCounts
+from ctsync.engage.tally import read_run_computations
 from ctsync.errors import CtsyncError
 from ctsync.warehouse.connection import parse_warehouse
 from ctsync.warehouse.state import STATE_SCHEMA, state_engine
@@ -72,6 +74,8 @@ class StatusReport:
     loads: list[LoadStatus]
     runs: list[RunStatus]
     outbox: list[OutboxStatus]
+    computations: dict[str, list[ComputationCounts]] = field(default_factory=dict)
+    """The newest run of each destination in ``runs``: its counts per audience and trait, by run id."""
 
 
 def recent_status(warehouse: str, *, limit: int = 10, wait_seconds: float = 5.0) -> StatusReport:
@@ -84,11 +88,13 @@ def recent_status(warehouse: str, *, limit: int = 10, wait_seconds: float = 5.0)
         conn = connect(engine, wait_seconds=wait_seconds)
         try:
             with conn.begin():
+                runs = _recent_runs(conn, limit)
                 return StatusReport(
                     warehouse=target.describe(),
                     loads=_recent_loads(conn, limit),
-                    runs=_recent_runs(conn, limit),
+                    runs=runs,
                     outbox=_outbox_status(conn),
+                    computations=_newest_run_computations(conn, runs),
                 )
         finally:
             conn.close()
@@ -164,6 +170,13 @@ def _recent_runs(conn: sa.Connection, limit: int) -> list[RunStatus]:
     columns = [column for column in sync_runs.columns if column.name in present]
     rows = conn.execute(sa.select(*columns).order_by(sync_runs.c.started_at.desc()).limit(limit)).all()
     return [RunStatus(**row._asdict()) for row in rows]
+
+
+def _newest_run_computations(conn: sa.Connection, runs: list[RunStatus]) -> dict[str, list[ComputationCounts]]:
+    if STATE_SCHEMA not in _tables(conn, "sync_run_computations"):
+        return {}
+    newest = {run.destination: run.run_id for run in reversed(runs)}  # runs are newest first
+    return {run_id: read_run_computations(conn, run_id) for run_id in newest.values()}
 
 
 def _outbox_status(conn: sa.Connection) -> list[OutboxStatus]:

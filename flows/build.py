@@ -7,7 +7,8 @@ from datetime import datetime
 from prefect import flow, get_run_logger, task
 
 from ctsync.build import BuildResult, build_models
-from flows.artifacts import publish_counts
+from flows.artifacts import publish_counts, publish_sizes
+from flows.outcomes import IncompleteRun
 
 
 @task
@@ -27,13 +28,17 @@ def build_audiences(
     target: str | None = None,
     warehouse: str | None = None,
     select: list[str] | None = None,
-) -> dict[str, int]:
-    """Compute audience memberships and computed traits as of ``as_of`` (default: now)."""
+) -> BuildResult:
+    """Compute audience memberships and computed traits as of ``as_of`` (default: now).
+
+    Publishes dbt's counts, and the sources read with the size of every audience and trait built.
+    """
     result = dbt_build(warehouse, target, as_of, select or [])
     publish_counts("build-audiences", "dbt build", result.counts)
+    publish_sizes("build-audiences", "Audience and trait sizes", result)
     if not result.success:
-        raise RuntimeError("dbt build failed:\n" + "\n".join(result.failures[:20]))
-    return result.counts
+        raise IncompleteRun("dbt build failed:\n" + "\n".join(result.failures[:20]), result)
+    return result
 
 
 if __name__ == "__main__":

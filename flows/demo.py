@@ -97,6 +97,8 @@ def report(path: Path, results: dict[str, dict[str, int]], identify_file: Path, 
         print(f"  {len(lines):,} Identify calls in {identify_file.relative_to(ROOT)}; the first one:")
         if lines:
             print("  " + json.dumps(json.loads(lines[0]))[:400])
+            someone = json.loads(lines[0]).get("userId") or json.loads(lines[0]).get("anonymousId")
+            print(f"\nWhy is someone in or out? .venv/bin/ctsync explain {someone} --warehouse {path}")
     print(f"\nDone in {seconds:.0f} s. Run it again to see an unchanged rerun send nothing: make demo-rerun")
 
 

@@ -116,7 +116,8 @@ def load_clevertap_exports(
         raise WarehouseBusy(f"{summary} The warehouse stayed busy through every retry; the next run tries again.")
     raise IncompleteRun(
         f"{summary} Replace or remove the files named (each one's reason is in the schema's _loads table), or fix "
-        "the settings file (ctsync exports validate), then run the export again."
+        "the settings file (ctsync exports validate), then run the export again.",
+        totals,
     )
 
 

@@ -9,5 +9,10 @@ from __future__ import annotations
 
 class IncompleteRun(Exception):
     """The step ran to its end and published its counts, but did not do all of its work: files not
-    fully loaded, messages rejected or still pending. What it did do is kept (loaded rows, confirmed
-    messages); the message says what was left and what to do."""
+    fully loaded, messages rejected or still pending, a sync refused by the mass-change guard. What it
+    did do is kept (loaded rows, confirmed messages); the message says what was left and what to do.
+    ``result`` is what the step would have returned (the pipeline's summary reads it)."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result

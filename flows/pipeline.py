@@ -8,6 +8,9 @@ from typing import Any, NoReturn
 from prefect import flow, get_run_logger
 from prefect.states import State
 
+from ctsync.build import BuildResult
+from ctsync.engage.summary import SyncSummary
+from flows.artifacts import publish_pipeline_summary
 from flows.build import build_audiences
 from flows.load import load_clevertap_exports
 from flows.outcomes import IncompleteRun
@@ -22,30 +25,72 @@ def clevertap_engage_pipeline(
     dry_run: bool = False,
     warehouse: str | None = None,
     config: str | None = None,
+    allow_mass_change: bool = False,
 ) -> dict[str, dict[str, int]]:
     """Load due exports (or ``export``), rebuild audiences and traits, sync what changed.
 
-    Ends Failed when any step failed, naming each. A load that ran but left some files unloaded (a
-    bad file) does not hold back the rest: what did load is whole (each batch commits with its
+    Publishes one summary of the run (load counts, build sizes, sync counts per audience and trait)
+    and ends Failed when any step failed, naming each. A load that ran but left some files unloaded
+    (a bad file) does not hold back the rest: what did load is whole (each batch commits with its
     bookkeeping), so audiences are built from it and synced. A load that could not run at all (the
     warehouse unreachable or still busy after retries, a settings file with problems) stops the
-    pipeline, and so does a failed build: nothing is synced from a build that did not finish.
+    pipeline, and so does a failed build: nothing is synced from a build that did not finish. A sync
+    the mass-change guard refuses sends nothing; ``allow_mass_change`` sends it once the build is checked.
     """
+    summary = PipelineSummary(destination)
     loaded = load_clevertap_exports(export=export, config=config, warehouse=warehouse, return_state=True)
+    summary.load = result_of(loaded)
     failures = [] if loaded.is_completed() else [failure_of("load", loaded)]
     if failures and not isinstance(loaded.result(raise_on_failure=False), IncompleteRun):
-        stop(failures, "build and sync did not run")
+        summary.stop(failures, "build and sync did not run")
     built = build_audiences(as_of=as_of, warehouse=warehouse, return_state=True)
+    summary.build = result_of(built)
     if not built.is_completed():
-        stop([*failures, failure_of("build", built)], "sync did not run")
+        summary.stop([*failures, failure_of("build", built)], "sync did not run")
     synced = sync_audiences(
-        destination=destination, dry_run=dry_run, warehouse=warehouse, config=config, return_state=True
+        destination=destination,
+        dry_run=dry_run,
+        warehouse=warehouse,
+        config=config,
+        allow_mass_change=allow_mass_change,
+        return_state=True,
     )
+    summary.sync = result_of(synced)
     if not synced.is_completed():
         failures.append(failure_of("sync", synced))
     if failures:
-        stop(failures, "every step ran")
-    return {"load": loaded.result(), "build": built.result(), "sync": synced.result()}
+        summary.stop(failures, "every step ran")
+    summary.publish([])
+    return summary.results()
+
+
+class PipelineSummary:
+    """What each step returned, published as one artifact when the pipeline ends."""
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+        self.load: object = None
+        self.build: object = None
+        self.sync: object = None
+
+    def publish(self, failures: list[str]) -> None:
+        publish_pipeline_summary(self.destination, load=self.load, build=self.build, sync=self.sync, failures=failures)
+
+    def stop(self, failures: list[str], consequence: str) -> NoReturn:
+        self.publish(failures)
+        stop(failures, consequence)
+
+    def results(self) -> dict[str, dict[str, int]]:
+        load = self.load if isinstance(self.load, dict) else {}
+        build = self.build.counts if isinstance(self.build, BuildResult) else {}
+        sync = self.sync.counts() if isinstance(self.sync, SyncSummary) else {}
+        return {"load": load, "build": build, "sync": sync}
+
+
+def result_of(state: State[Any]) -> object:
+    """What the step returned; for a step that ended Failed after finishing its work, what it would have."""
+    outcome = state.result(raise_on_failure=False)
+    return outcome.result if isinstance(outcome, IncompleteRun) else outcome
 
 
 def failure_of(step: str, state: State[Any]) -> str:

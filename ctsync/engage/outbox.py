@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from ctsync.destinations.base import DeliveryResult, DeliveryStatus, OutboundMessage
 from ctsync.destinations.http import NOT_SENT
 from ctsync.engage.diff import CHANGES
-from ctsync.engage.payloads import payload_constants, payload_sql
+from ctsync.engage.payloads import message_id_prefix, payload_constants, payload_context_sql, payload_sql
 from ctsync.engage.state import OUTBOX, STATE, Dialect
 
 _REASON_LIMIT = 1000
@@ -50,13 +50,12 @@ def reconcile_outbox(
     at: datetime,
 ) -> Reconciled:
     """Bring the outbox in line with ``ctsync_changes`` (inside the caller's transaction)."""
-    keep = f"select reuse_message_id from {CHANGES} where reuse_message_id is not null"
     superseded = conn.execute(
         sa.text(
             f"""
-            update {OUTBOX} set status = 'superseded', updated_at = :at
-            where destination = :destination and status in ('pending', 'rejected')
-              and message_id not in ({keep})
+            update {OUTBOX} as o set status = 'superseded', updated_at = :at
+            where o.destination = :destination and o.status in ('pending', 'rejected')
+              and not exists (select 1 from {CHANGES} as c where c.reuse_seq = o.seq)
             """
         ),
         {"destination": destination, "at": at},
@@ -67,11 +66,13 @@ def reconcile_outbox(
             update {OUTBOX} as o
             set status = 'pending', seq = c.new_seq, updated_at = :at
             from {CHANGES} as c
-            where o.destination = :destination and o.message_id = c.reuse_message_id
+            where c.reuse_seq is not null
+              and o.destination = :destination and o.seq = c.reuse_seq
             """
         ),
         {"destination": destination, "at": at},
     ).rowcount
+    computations = f"(select distinct computation_class, computation_key from {CHANGES})"
     inserted = conn.execute(
         sa.text(
             f"""
@@ -82,17 +83,25 @@ def reconcile_outbox(
             )
             select
                 c.new_seq, c.message_id, :destination, c.computation_class, c.computation_key, c.id_type,
-                c.person_id, c.user_id, c.anonymous_id, c.value, {payload_sql(dialect, "c")}, 'pending', 0, 0, 0,
+                c.person_id, c.user_id, c.anonymous_id, c.value, {payload_sql(dialect, "c", "k")}, 'pending', 0, 0, 0,
                 :at, :at, :run_id
             from (
-                select new_seq, new_message_id as message_id, computation_class, computation_key, id_type,
-                       person_id, user_id, anonymous_id, value
+                select new_seq, {dialect.new_message_id("new_seq")} as message_id, computation_class,
+                       computation_key, id_type, person_id, user_id, anonymous_id, value
                 from {CHANGES}
                 where reuse_message_id is null
             ) as c
+            inner join ({payload_context_sql(dialect, computations)}) as k
+                on k.computation_class = c.computation_class and k.computation_key = c.computation_key
             """
         ),
-        {"destination": destination, "at": at, "run_id": run_id, **payload_constants(space_id, timestamp)},
+        {
+            "destination": destination,
+            "at": at,
+            "run_id": run_id,
+            "message_id_prefix": message_id_prefix(at),
+            **payload_constants(space_id, timestamp),
+        },
     ).rowcount
     return Reconciled(superseded=max(superseded, 0), reused=max(reused, 0), inserted=max(inserted, 0))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -89,30 +90,62 @@ def identify_payload(
     return payload
 
 
-def payload_sql(dialect: Dialect, row: str) -> str:
-    """SQL building the payload text from ``row``'s columns.
+def payload_context_sql(dialect: Dialect, computations: str) -> str:
+    """SELECT of the parts of a payload that only depend on the computation, one row per computation.
 
-    ``row`` is the alias of a relation with computation_class, computation_key, user_id,
-    anonymous_id, value (JSON text) and message_id. Binds: ``space_id_json``,
-    ``library_json`` (set by the caller from :func:`payload_constants`) and ``timestamp_json``.
+    ``computations`` is a relation (or parenthesised subquery) with computation_class and
+    computation_key, one row each. The result adds ``key_json`` (the key as a JSON string) and
+    ``context_json`` (``,"context":{...}``). Binds: ``space_id_json`` and ``library_json``.
+    ``offset 0`` keeps PostgreSQL from pulling the subquery up into the join it is used in, which
+    would compute these expressions once per message instead of once per computation.
     """
     j = dialect.json_string
-    audience_id = dialect.computation_id(COMPUTATION_ID_PREFIX["audience"], f"{row}.computation_key")
-    trait_id = dialect.computation_id(COMPUTATION_ID_PREFIX["trait"], f"{row}.computation_key")
-    computation = f"case when {row}.computation_class = 'audience' then {audience_id} else {trait_id} end"
+    audience_id = dialect.computation_id(COMPUTATION_ID_PREFIX["audience"], "computation_key")
+    trait_id = dialect.computation_id(COMPUTATION_ID_PREFIX["trait"], "computation_key")
+    computation = f"case when computation_class = 'audience' then {audience_id} else {trait_id} end"
+    return f"""
+        select
+            computation_class,
+            computation_key,
+            {j("computation_key")} as key_json,
+            ',"context":{{"personas":{{"computation_class":' || {j("computation_class")}
+            || ',"computation_id":' || {j(computation)}
+            || ',"computation_key":' || {j("computation_key")}
+            || ',"namespace":' || :space_id_json || ',"space_id":' || :space_id_json
+            || '}},"library":' || :library_json || '}}' as context_json
+        from {computations} as computations
+        offset 0
+    """
+
+
+def payload_sql(dialect: Dialect, row: str, context: str) -> str:
+    """SQL building the payload text from ``row``'s and ``context``'s columns.
+
+    ``row`` is the alias of a relation with user_id, anonymous_id, value (JSON text) and
+    message_id; ``context`` the alias of :func:`payload_context_sql`'s row for its computation.
+    Binds: ``timestamp_json`` (set by the caller from :func:`payload_constants`). messageIds are
+    ``personas_`` and hex digits (:func:`message_id_prefix`), so they need no escaping.
+    """
+    j = dialect.json_string
     return f"""(
         '{{"type":"identify"'
         || case when {row}.user_id is not null then ',"userId":' || {j(f"{row}.user_id")} else '' end
         || case when {row}.anonymous_id is not null then ',"anonymousId":' || {j(f"{row}.anonymous_id")} else '' end
-        || ',"traits":{{' || {j(f"{row}.computation_key")} || ':' || {row}.value || '}}'
-        || ',"context":{{"personas":{{"computation_class":' || {j(f"{row}.computation_class")}
-        || ',"computation_id":' || {j(computation)}
-        || ',"computation_key":' || {j(f"{row}.computation_key")}
-        || ',"namespace":' || :space_id_json || ',"space_id":' || :space_id_json
-        || '}},"library":' || :library_json || '}}'
-        || ',"messageId":' || {j(f"{row}.message_id")}
-        || ',"timestamp":' || :timestamp_json || '}}'
+        || ',"traits":{{' || {context}.key_json || ':' || {row}.value || '}}'
+        || {context}.context_json
+        || ',"messageId":"' || {row}.message_id || '","timestamp":' || :timestamp_json || '}}'
     )"""
+
+
+def message_id_prefix(moment: datetime) -> str:
+    """The first 18 of the 32 hex digits of the messageIds a run creates: its time and a random part.
+
+    The rest is the message's ``seq`` (:meth:`ctsync.engage.state.Dialect.new_message_id`), so one
+    run's ids are unique and increase in send order, like Engage's time-ordered ``personas_`` ids
+    (and a server warehouse appends them to the messageId index instead of scattering them).
+    """
+    milliseconds = int(moment.timestamp() * 1000)
+    return f"{milliseconds:012x}"[-12:] + secrets.token_hex(3)
 
 
 def payload_constants(space_id: str, timestamp: str) -> dict[str, str]:

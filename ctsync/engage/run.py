@@ -1,16 +1,14 @@
 """One sync run: diff against confirmed state, fill the outbox, send, confirm what was acknowledged.
 
-    lock -> diff + outbox (one transaction) -> for each chunk of pending messages:
-        mark handed over (commit) -> destination.deliver -> per request: results + confirmed state (commit)
+    lock -> diff + mass-change guard + outbox (one transaction) -> send (:mod:`ctsync.engage.send`)
+        -> counts per audience and trait (:mod:`ctsync.engage.tally`)
 
 A crash anywhere leaves every unconfirmed message ``pending`` (or, if the data changed meanwhile,
 ``superseded`` but remembered as possibly delivered); the next run sends them again with the
-same messageId. Confirmed state only ever moves on an acknowledgement.
-
-Test hook: ``CTSYNC_TEST_CRASH_AT=<checkpoint>[:<n>]`` makes the process exit at once
-(``os._exit(86)``, no cleanup, like a kill) the n-th time (default 1st) it reaches the
-checkpoint: ``outbox_committed``, ``chunk_handed``, ``response_received`` (a request's results
-are in memory, not yet committed) or ``results_committed``. Only the crash-safety tests set it.
+same messageId. Confirmed state only ever moves on an acknowledgement. A run the mass-change guard
+refuses (:mod:`ctsync.engage.guard`) writes nothing but its ``sync_runs`` row and its counts, and
+raises MassChangeRefused. Crash-safety tests stop the process at named points
+(:mod:`ctsync.engage.crash`).
 """
 
 from __future__ import annotations
@@ -19,112 +17,61 @@ import logging
 import os
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from ctsync.destinations.base import DeliveryStatus, Destination
+from ctsync.destinations.base import Destination
 from ctsync.destinations.config import SecretResolver, open_destination
+from ctsync.engage.crash import CRASH_EXIT_CODE, CRASH_HOOK_ENV, CrashHook
 from ctsync.engage.diff import CHANGES, ENGAGE_SCHEMA, DiffCounts, check_inputs, compute_changes
-from ctsync.engage.outbox import (
-    PendingChunk,
-    count_pending,
-    mark_handed,
-    outbound_messages,
-    prune_outbox,
-    read_pending,
-    reconcile_outbox,
-    record_results,
-)
+from ctsync.engage.guard import MassChangeGuard, MassChangeRefused, resolve_guard
+from ctsync.engage.outbox import count_pending, prune_outbox, reconcile_outbox
 from ctsync.engage.payloads import iso_timestamp, space_id_from
-from ctsync.engage.pump import ResultPump
+from ctsync.engage.preview import check_output_path, preview_changes, write_changes
+from ctsync.engage.send import DEFAULT_CHUNK_SIZE, Sender, save_counts
 from ctsync.engage.state import (
-    OUTBOX,
     Dialect,
     acquire_lock,
     connect,
     create_state_tables,
-    heartbeat,
     now,
     release_lock,
     sync_runs,
+)
+from ctsync.engage.summary import COUNTERS, ChangePreview, ComputationCounts, SyncSummary, counter_values
+from ctsync.engage.tally import (
+    add_results,
+    count_changes,
+    create_run_computations_table,
+    save_run_computations,
 )
 from ctsync.errors import CtsyncError
 from ctsync.warehouse.connection import parse_warehouse
 from ctsync.warehouse.state import state_engine
 
+__all__ = [
+    "CRASH_EXIT_CODE",
+    "CRASH_HOOK_ENV",
+    "ChangePreview",
+    "ComputationCounts",
+    "MassChangeRefused",
+    "SyncSummary",
+    "resolve_keep_sent_days",
+    "sync_destination",
+]
+
 logger = logging.getLogger(__name__)
 
-CRASH_HOOK_ENV = "CTSYNC_TEST_CRASH_AT"
-CRASH_EXIT_CODE = 86
-CHECKPOINTS = ("outbox_committed", "chunk_handed", "response_received", "results_committed")
-DEFAULT_CHUNK_SIZE = 25_000
-DEFAULT_COMMIT_LIMIT = 10_000
-"""At most this many results share one transaction."""
-HEARTBEAT_SECONDS = 5.0
 KEEP_SENT_DAYS_ENV = "CTSYNC_KEEP_SENT_DAYS"
 DEFAULT_KEEP_SENT_DAYS = 30
 """Sent and superseded messages stay in the outbox this many days (an audit trail), then go."""
 
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: phase ``diff`` (0, 0) when the diff starts, then ``send``."""
-
-
-@dataclass(frozen=True)
-class ChangePreview:
-    change: str
-    computation_class: str
-    computation_key: str
-    user_id: str | None
-    anonymous_id: str | None
-    value: str
-    resend: bool
-    """An earlier message is sent again (same messageId) rather than a new one."""
-
-
-@dataclass
-class SyncSummary:
-    run_id: str
-    destination: str
-    destination_kind: str
-    dry_run: bool
-    status: str = "running"
-    """``succeeded``; ``incomplete`` when something was rejected or is still pending; ``failed``."""
-    entered: int = 0
-    exited: int = 0
-    traits_changed: int = 0
-    sent: int = 0
-    rejected: int = 0
-    retried: int = 0
-    failed: int = 0
-    superseded: int = 0
-    pending: int = 0
-    """Messages still unconfirmed after the run (retried by the next one)."""
-    retired_audiences: list[str] = field(default_factory=list)
-    retired_traits: list[str] = field(default_factory=list)
-    diff_seconds: float = 0.0
-    """Diff plus outbox write."""
-    send_seconds: float = 0.0
-    rejections: list[tuple[str | None, str | None, int]] = field(default_factory=list)
-    """The most frequent (code, reason, count) of rejected and failed messages."""
-    preview: list[ChangePreview] = field(default_factory=list)
-    """Dry runs: a sample of what would be sent."""
-    stopped_early: str | None = None
-    """Why sending stopped before every pending message was tried, if it did."""
-    pruned: int = 0
-    """Messages older than the retention (``keep_sent_days``) deleted from the outbox, no longer needed."""
-
-    @property
-    def changes(self) -> int:
-        return self.entered + self.exited + self.traits_changed
-
-    @property
-    def send_rate(self) -> float:
-        return self.sent / self.send_seconds if self.send_seconds > 0 else 0.0
 
 
 def sync_destination(
@@ -143,13 +90,22 @@ def sync_destination(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     preview_limit: int = 20,
     keep_sent_days: int | None = None,
+    allow_mass_change: bool = False,
+    mass_change_share: float | None = None,
+    mass_change_floor: int | None = None,
+    output: str | os.PathLike[str] | None = None,
 ) -> SyncSummary:
     """Sync the current audiences and computed traits to one destination.
 
     ``destination`` replaces the one built from the settings (tests, embedding). A second sync
     of the same destination (or, on DuckDB, any other writer of the file) waits up to
-    ``wait_seconds`` and then raises CtsyncError. A dry run computes the diff and a preview,
-    records the run as a dry run, and sends and stores nothing else.
+    ``wait_seconds`` and then raises CtsyncError. A dry run computes the diff, a preview and the
+    mass-change verdict, writes the whole diff to ``output`` (CSV) when given, records the run as a
+    dry run, and sends and stores nothing else.
+
+    A run that would exit (null) more than ``mass_change_share`` of an audience's confirmed members
+    (a trait's confirmed values), at least ``mass_change_floor`` people, raises MassChangeRefused
+    before anything is written or sent, unless ``allow_mass_change`` (see :mod:`ctsync.engage.guard`).
 
     After sending, messages no later run needs (sent, or superseded and never in doubt) that are
     older than ``keep_sent_days`` (else ``CTSYNC_KEEP_SENT_DAYS``, else 30) leave the outbox; 0 keeps
@@ -158,7 +114,10 @@ def sync_destination(
     env = os.environ if environ is None else environ
     if chunk_size < 1:
         raise CtsyncError("chunk_size must be at least 1")
+    if output is not None and not dry_run:
+        raise CtsyncError("--output writes the diff of a dry run: add --dry-run")
     keep_days = resolve_keep_sent_days(keep_sent_days, env)
+    guard = resolve_guard(share=mass_change_share, floor=mass_change_floor, allow=allow_mass_change, environ=env)
     target = parse_warehouse(warehouse)
     if target.kind == "duckdb" and not Path(target.location).is_file():
         raise CtsyncError(f"no warehouse at {target.location}: load data and run `dbt build` first")
@@ -169,8 +128,10 @@ def sync_destination(
         chunk_size=chunk_size,
         preview_limit=preview_limit,
         progress=progress,
-        crash=_CrashHook.from_environ(env),
+        crash=CrashHook.from_environ(env),
+        guard=guard,
         keep_sent_days=keep_days,
+        output=check_output_path(output) if output is not None else None,
     )
     owned = destination is None
     dest = (
@@ -210,33 +171,6 @@ def resolve_keep_sent_days(value: int | None, environ: Mapping[str, str]) -> int
     return value
 
 
-class _CrashHook:
-    """Test hook: exit the process abruptly at a named checkpoint (see the module docstring)."""
-
-    def __init__(self, checkpoint: str | None, nth: int) -> None:
-        self.checkpoint = checkpoint
-        self.nth = nth
-        self.seen = 0
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> _CrashHook:
-        spec = environ.get(CRASH_HOOK_ENV, "").strip()
-        if not spec:
-            return cls(None, 0)
-        name, _, count = spec.partition(":")
-        if name not in CHECKPOINTS or (count and not count.isdigit()):
-            raise CtsyncError(f"{CRASH_HOOK_ENV} must be one of {', '.join(CHECKPOINTS)}, optionally with :<n>")
-        return cls(name, int(count) if count else 1)
-
-    def reached(self, checkpoint: str) -> None:
-        if checkpoint != self.checkpoint:
-            return
-        self.seen += 1
-        if self.seen >= self.nth:
-            logging.shutdown()
-            os._exit(CRASH_EXIT_CODE)
-
-
 @dataclass
 class _Run:
     destination_name: str
@@ -245,12 +179,11 @@ class _Run:
     chunk_size: int
     preview_limit: int
     progress: Progress | None
-    crash: _CrashHook
+    crash: CrashHook
+    guard: MassChangeGuard
     keep_sent_days: int = DEFAULT_KEEP_SENT_DAYS
-    commit_limit: int = DEFAULT_COMMIT_LIMIT
+    output: Path | None = None
     run_id: str = ""
-    _last_heartbeat: float = 0.0
-    _problems: Counter[tuple[str | None, str | None]] = field(default_factory=Counter)
 
     def execute(self, conn: sa.Connection, dest: Destination, *, dry_run: bool, wait_seconds: float) -> SyncSummary:
         started = now()
@@ -259,20 +192,21 @@ class _Run:
         dialect = Dialect.of(conn)
         with conn.begin():
             create_state_tables(conn)
+            create_run_computations_table(conn)
         with conn.begin():
             check_inputs(conn, self.engage_schema)
         if dry_run:
             self._dry_run(conn, dialect, summary, started)
             return summary
         acquire_lock(conn, self.destination_name, self.run_id, wait_seconds=wait_seconds)
+        sender = Sender(self.destination_name, self.run_id, self.chunk_size, self.crash, self._report)
         try:
             self._start(conn, summary, started)
             try:
                 self._diff(conn, dialect, summary, started)
                 self.crash.reached("outbox_committed")
-                self._send(conn, dialect, dest, summary)
-                with conn.begin():
-                    summary.pending = count_pending(conn, self.destination_name)
+                sender.send(conn, dialect, dest, summary)
+                self._count_results(conn, summary, sender.first_seq)
                 if self.keep_sent_days:
                     with conn.begin():
                         summary.pruned = prune_outbox(
@@ -284,16 +218,21 @@ class _Run:
                     else "incomplete"
                 )
                 self._finish(conn, summary, error=None)
+            except MassChangeRefused as refused:
+                summary.status = "refused"
+                self._abandon(conn, summary, refused, error=str(refused), first_seq=None)
+                raise
             except BaseException as exc:
                 summary.status = "failed"
-                self._abandon(conn, summary, exc)
+                error = f"{type(exc).__name__}: {exc}"[:2000]
+                self._abandon(conn, summary, exc, error=error, first_seq=sender.first_seq)
                 raise
         finally:
             try:
                 release_lock(conn, self.destination_name, self.run_id)
             except sa.exc.SQLAlchemyError:
                 logger.warning("could not release the sync lock of %s; the next run takes it over", self.run_id)
-        summary.rejections = self._top_problems()
+        summary.rejections = sender.top_problems()
         return summary
 
     # -- phases ---------------------------------------------------------------------------
@@ -321,17 +260,21 @@ class _Run:
                     started_at=started,
                     status="running",
                     dry_run=False,
-                    **{name: 0 for name in _COUNTERS},
+                    **{name: 0 for name in COUNTERS},
                 )
             )
         if interrupted:
             logger.warning("%s: %d earlier run(s) had been interrupted", self.destination_name, interrupted)
 
     def _diff(self, conn: sa.Connection, dialect: Dialect, summary: SyncSummary, started: datetime) -> None:
+        """Diff, guard and outbox in one transaction: a refused run rolls all of it back."""
         self._report("diff", 0, 0)
         clock = time.perf_counter()
         with conn.begin():
             counts = compute_changes(conn, dialect, self.destination_name, self.engage_schema)
+            self._weigh(conn, summary, counts)
+            if summary.mass_changes and not self.guard.allow:
+                raise MassChangeRefused(str(summary.mass_change), summary)
             reconciled = reconcile_outbox(
                 conn,
                 dialect,
@@ -342,9 +285,8 @@ class _Run:
                 at=now(),
             )
             conn.execute(sa.text(f"drop table if exists {CHANGES}"))
-            _apply_counts(summary, counts)
             summary.superseded = reconciled.superseded
-            self._save_counts(conn, summary)
+            save_counts(conn, self.run_id, summary)
         summary.diff_seconds = time.perf_counter() - clock
         logger.info(
             "%s: %d entered, %d exited, %d traits changed (%d resent with their messageId, %d superseded) in %.2f s",
@@ -356,6 +298,20 @@ class _Run:
             reconciled.superseded,
             summary.diff_seconds,
         )
+        if summary.mass_change:
+            logger.warning("%s: %s", self.destination_name, summary.mass_change)
+
+    def _weigh(self, conn: sa.Connection, summary: SyncSummary, counts: DiffCounts) -> None:
+        """Put the diff's counts, total and per computation, in ``summary``, with the guard's verdict."""
+        summary.entered = counts.entered
+        summary.exited = counts.exited
+        summary.traits_changed = counts.traits_changed
+        summary.retired_audiences = counts.retired_audiences
+        summary.retired_traits = counts.retired_traits
+        summary.computations = count_changes(conn, self.destination_name)
+        past = self.guard.mark(summary.computations)
+        if past:
+            summary.mass_change = self.guard.verdict(self.destination_name, past, dry_run=summary.dry_run)
 
     def _dry_run(self, conn: sa.Connection, dialect: Dialect, summary: SyncSummary, started: datetime) -> None:
         self._report("diff", 0, 0)
@@ -363,37 +319,15 @@ class _Run:
         transaction = conn.begin()
         try:
             counts = compute_changes(conn, dialect, self.destination_name, self.engage_schema)
-            _apply_counts(summary, counts)
-            rows = conn.execute(
-                sa.text(
-                    f"""
-                    select change, computation_class, computation_key, user_id, anonymous_id, value,
-                           reuse_message_id is not null as resend
-                    from {CHANGES}
-                    order by change, computation_class, computation_key, person_id
-                    limit :limit
-                    """
-                ),
-                {"limit": self.preview_limit},
-            ).all()
-            summary.preview = [
-                ChangePreview(
-                    str(r.change),
-                    str(r.computation_class),
-                    str(r.computation_key),
-                    r.user_id,
-                    r.anonymous_id,
-                    str(r.value),
-                    bool(r.resend),
-                )
-                for r in rows
-            ]
-            summary.pending = int(
-                conn.execute(
-                    sa.text(f"select count(*) from {OUTBOX} where destination = :destination and status = 'pending'"),
-                    {"destination": self.destination_name},
-                ).scalar_one()
+            self._weigh(conn, summary, counts)
+            summary.preview = preview_changes(conn, dialect, self.preview_limit)
+            if self.output is not None:
+                write_changes(conn, dialect, self.output)
+                summary.output = str(self.output)
+            summary.computations = add_results(
+                conn, summary.computations, destination=self.destination_name, run_id=self.run_id, first_seq=None
             )
+            summary.pending = count_pending(conn, self.destination_name)
         finally:
             transaction.rollback()  # a dry run keeps nothing of the diff
         summary.diff_seconds = time.perf_counter() - clock
@@ -408,85 +342,27 @@ class _Run:
                     finished_at=now(),
                     status="succeeded",
                     dry_run=True,
-                    **_counter_values(summary),
+                    error=summary.mass_change,
+                    **counter_values(summary),
                 )
             )
+            save_run_computations(conn, self.run_id, self.destination_name, summary.computations)
 
-    def _send(self, conn: sa.Connection, dialect: Dialect, dest: Destination, summary: SyncSummary) -> None:
-        clock = time.perf_counter()
+    def _count_results(self, conn: sa.Connection, summary: SyncSummary, first_seq: int | None) -> None:
         with conn.begin():
-            total = count_pending(conn, self.destination_name)
-        done = 0
-        after = 0
-        self._report("send", 0, total)
-        while True:
-            with conn.begin():
-                chunk = read_pending(conn, self.destination_name, after_seq=after, limit=self.chunk_size)
-            if not chunk:
-                break
-            after = chunk.seqs[-1]
-            with conn.begin():
-                mark_handed(conn, self.destination_name, self.run_id, chunk.seqs[0], chunk.seqs[-1], now())
-            self.crash.reached("chunk_handed")
-            sent_before, failed_before = summary.sent, summary.failed
-            done = self._deliver_chunk(conn, dialect, dest, summary, chunk, done, total)
-            if summary.sent == sent_before and summary.failed > failed_before:
-                summary.stopped_early = (
-                    f"nothing in the last {len(chunk)} messages was acknowledged; the rest stay pending "
-                    "for the next run"
-                )
-                logger.warning("%s: %s", self.destination_name, summary.stopped_early)
-                break
-        summary.send_seconds = time.perf_counter() - clock
-
-    def _deliver_chunk(
-        self,
-        conn: sa.Connection,
-        dialect: Dialect,
-        dest: Destination,
-        summary: SyncSummary,
-        chunk: PendingChunk,
-        done: int,
-        total: int,
-    ) -> int:
-        seq_of = dict(zip(chunk.message_ids, chunk.seqs, strict=True))
-        handed_before = {mid for mid, handoffs in zip(chunk.message_ids, chunk.handoffs, strict=True) if handoffs}
-        messages, refused = outbound_messages(chunk)
-        pump = ResultPump(dest.deliver(messages), first=[refused] if refused else [])
-        try:
-            for arrived in pump.batches(max_results=self.commit_limit):
-                for _ in arrived:
-                    self.crash.reached("response_received")
-                results = [result for batch in arrived for result in batch]
-                with conn.begin():
-                    counts = record_results(
-                        conn, dialect, destination=self.destination_name, results=results, seq_of=seq_of, at=now()
-                    )
-                    summary.sent += counts.sent
-                    summary.rejected += counts.rejected
-                    summary.failed += counts.failed
-                    summary.retried += sum(1 for r in results if r.message_id in handed_before or r.attempts > 1)
-                    for r in results:
-                        if r.status is not DeliveryStatus.SENT:
-                            self._problems[(r.code, r.reason)] += 1
-                    if time.monotonic() - self._last_heartbeat > HEARTBEAT_SECONDS:
-                        heartbeat(conn, self.destination_name, self.run_id)
-                        self._save_counts(conn, summary)
-                        self._last_heartbeat = time.monotonic()
-                self.crash.reached("results_committed")
-                done += len(results)
-                self._report("send", done, total)
-        finally:
-            pump.stop()
-        return done
+            summary.pending = count_pending(conn, self.destination_name)
+            summary.computations = add_results(
+                conn, summary.computations, destination=self.destination_name, run_id=self.run_id, first_seq=first_seq
+            )
 
     def _finish(self, conn: sa.Connection, summary: SyncSummary, *, error: str | None) -> None:
         with conn.begin():
             conn.execute(
                 sa.update(sync_runs)
                 .where(sync_runs.c.run_id == self.run_id)
-                .values(status=summary.status, finished_at=now(), error=error, **_counter_values(summary))
+                .values(status=summary.status, finished_at=now(), error=error, **counter_values(summary))
             )
+            save_run_computations(conn, self.run_id, self.destination_name, summary.computations)
         logger.info(
             "%s: run %s %s: %d sent, %d rejected, %d failed, %d retried, %d pending, %d old messages pruned",
             self.destination_name,
@@ -500,56 +376,18 @@ class _Run:
             summary.pruned,
         )
 
-    def _abandon(self, conn: sa.Connection, summary: SyncSummary, exc: BaseException) -> None:
-        """Record a run that stopped on an error; its unconfirmed messages stay pending."""
+    def _abandon(
+        self, conn: sa.Connection, summary: SyncSummary, exc: BaseException, *, error: str, first_seq: int | None
+    ) -> None:
+        """Record a run that stopped on an error or was refused; its unconfirmed messages stay pending."""
         try:
             if conn.in_transaction():
                 conn.rollback()
-            with conn.begin():
-                summary.pending = count_pending(conn, self.destination_name)
-            self._finish(conn, summary, error=f"{type(exc).__name__}: {exc}"[:2000])
+            self._count_results(conn, summary, first_seq)
+            self._finish(conn, summary, error=error)
         except Exception:  # the original error matters more; the next run marks this one interrupted
-            logger.warning("could not record the failure of run %s", self.run_id, exc_info=True)
-
-    # -- helpers --------------------------------------------------------------------------
-
-    def _save_counts(self, conn: sa.Connection, summary: SyncSummary) -> None:
-        conn.execute(sa.update(sync_runs).where(sync_runs.c.run_id == self.run_id).values(**_counter_values(summary)))
+            logger.warning("could not record the end of run %s (%s)", self.run_id, type(exc).__name__, exc_info=True)
 
     def _report(self, phase: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(phase, done, total)
-
-    def _top_problems(self, limit: int = 5) -> list[tuple[str | None, str | None, int]]:
-        return [(code, reason, count) for (code, reason), count in self._problems.most_common(limit)]
-
-
-_COUNTERS = (
-    "entered",
-    "exited",
-    "traits_changed",
-    "sent",
-    "rejected",
-    "retried",
-    "failed",
-    "superseded",
-    "pending",
-    "retired_audiences",
-    "retired_traits",
-    "pruned",
-)
-
-
-def _counter_values(summary: SyncSummary) -> dict[str, int]:
-    values = {name: getattr(summary, name) for name in _COUNTERS}
-    values["retired_audiences"] = len(summary.retired_audiences)
-    values["retired_traits"] = len(summary.retired_traits)
-    return values
-
-
-def _apply_counts(summary: SyncSummary, counts: DiffCounts) -> None:
-    summary.entered = counts.entered
-    summary.exited = counts.exited
-    summary.traits_changed = counts.traits_changed
-    summary.retired_audiences = counts.retired_audiences
-    summary.retired_traits = counts.retired_traits

@@ -12,7 +12,8 @@ import duckdb
 import typer
 from typer.testing import CliRunner, Result
 
-from ctsync.cli_sync import app, register
+from ctsync.cli_sync import EXIT_REFUSED, app, register
+from ctsync.engage.summary import ComputationCounts
 from tests.engage.conftest import EngageData, segment_entry, sync_environment, users, write_config
 from tests.servers.segment import SegmentServer
 
@@ -188,7 +189,11 @@ def test_status_fits_an_80_column_terminal_with_large_counts() -> None:
         RunStatus("r1", "marketing_eu", "segment", when, when, "incomplete", False, **counts, **problems, error=None),
         RunStatus("r2", "clevertap", "clevertap", when, when, "succeeded", False, **counts, **quiet, error=None),
     ]
-    report = StatusReport("/data/warehouse.duckdb", [load, replace(load, schema="clevertap_eu_app")], runs, [])
+    widest = ComputationCounts("trait", "notification_clicks_last_30_days", 0, 0, 1_980_715, 0, 0, None, 1_980_000)
+    widest.rejected, widest.pending = 1_234, 1_297
+    computations = {"r1": [ComputationCounts("audience", "order_completed_last_30days", 1_980_715, 19_671), widest]}
+    loads = [load, replace(load, schema="clevertap_eu_app")]
+    report = StatusReport("/data/warehouse.duckdb", loads, runs, [], computations)
 
     lines = _render(status_parts(report), 80)
 
@@ -204,3 +209,92 @@ def test_status_fits_an_80_column_terminal_with_large_counts() -> None:
     problem_line = "2026-11-24 09:43 incomplete: rejected 1,234, retried 56, failed 7, pending 1,297, retired 1"
     assert problem_line in " ".join(text.split())
     assert "succeeded:" not in text  # nothing else to say about that run
+    assert "newest run to marketing_eu, per audience and trait" in text
+    assert "notification_clicks_last_30_days" in text and "1,980,000" in text
+    assert "notification_clicks_last_30_days: rejected 1,234, pending 1,297" in text
+
+
+def jsonl_lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_sync_prints_counts_per_audience_and_trait(engage: EngageData, tmp_path: Path) -> None:
+    engage.audience("vip", users(1, 2))
+    engage.audience("newsletter", users(3))
+    engage.trait("lifetime_value", {("u1", "a1"): 3})
+    env = sync_environment(CTSYNC_JSONL_PATH=str(tmp_path / "identify.jsonl"))
+
+    result = runner.invoke(app, ["sync", "-d", "jsonl", "--warehouse", str(engage.path)], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert "per audience and trait" in text(result)
+    assert "key entered exited changed sent" in text(result)
+    assert "newsletter 1 0 0 1" in text(result)
+    assert "vip 2 0 0 2" in text(result)
+    assert "lifetime_value 0 0 1 1" in text(result)
+
+
+def test_a_sync_that_would_empty_an_audience_exits_3_until_allowed(engage: EngageData, tmp_path: Path) -> None:
+    out = tmp_path / "identify.jsonl"
+    env = sync_environment(CTSYNC_JSONL_PATH=str(out))
+    engage.audience("vip", users(*range(120)))
+    assert runner.invoke(app, ["sync", "-d", "jsonl", "--warehouse", str(engage.path)], env=env).exit_code == 0
+    engage.audience("vip", [])
+
+    refused = runner.invoke(app, ["sync", "-d", "jsonl", "--warehouse", str(engage.path)], env=env)
+
+    assert refused.exit_code == EXIT_REFUSED == 3
+    assert "audience vip: 120 of 120 confirmed members would exit (100%)" in text(refused)
+    assert "ctsync sync --destination jsonl --allow-mass-change" in text(refused)
+    assert "vip ! 0 120 0 0" in text(refused)
+    assert len(jsonl_lines(out)) == 120
+
+    dry = runner.invoke(app, ["sync", "-d", "jsonl", "--dry-run", "--warehouse", str(engage.path)], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert "a real sync to 'jsonl' would be refused" in text(dry)
+    status = runner.invoke(app, ["status", "--warehouse", str(engage.path)], env=env)
+    assert "a real sync to 'jsonl' would be refused: audience vip: 120 of 120" in text(status)
+
+    allowed = runner.invoke(
+        app, ["sync", "-d", "jsonl", "--allow-mass-change", "--warehouse", str(engage.path)], env=env
+    )
+    assert allowed.exit_code == 0, allowed.output
+    assert "mass change allowed by the operator (allow_mass_change): audience vip" in text(allowed)
+    assert [line["traits"] for line in jsonl_lines(out)[120:]] == [{"vip": False}] * 120
+
+
+def test_status_shows_a_refused_run_and_its_counts_per_audience(engage: EngageData, tmp_path: Path) -> None:
+    env = sync_environment(CTSYNC_JSONL_PATH=str(tmp_path / "identify.jsonl"))
+    engage.audience("vip", users(*range(10)))
+    engage.audience("newsletter", users(1))
+    runner.invoke(app, ["sync", "-d", "jsonl", "--warehouse", str(engage.path)], env=env)
+    engage.audience("vip", users(9))
+    engage.audience("newsletter", users(1, 2))
+    floor = ["--mass-change-floor", "5"]
+    assert runner.invoke(app, ["sync", "-d", "jsonl", *floor, "--warehouse", str(engage.path)], env=env).exit_code == 3
+
+    result = runner.invoke(app, ["status", "--warehouse", str(engage.path)], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert "sync to 'jsonl' refused: audience vip: 9 of 10 confirmed members would exit (90%)" in text(result)
+    assert "newest run to jsonl, per audience and trait" in text(result)
+    assert "newsletter 1 0 0 0" in text(result)
+    assert "vip ! 0 9 0 0" in text(result)
+
+
+def test_a_dry_run_writes_every_change_to_a_file(engage: EngageData, tmp_path: Path) -> None:
+    engage.audience("vip", users(*range(50)))
+    changes = tmp_path / "changes.csv"
+    env = sync_environment(CTSYNC_JSONL_PATH=str(tmp_path / "identify.jsonl"))
+
+    result = runner.invoke(
+        app, ["sync", "-d", "jsonl", "--dry-run", "--output", str(changes), "--warehouse", str(engage.path)], env=env
+    )
+
+    assert result.exit_code == 0, result.output
+    assert f"wrote all 50 changes to {changes}" in text(result)
+    lines = changes.read_text().splitlines()
+    assert lines[0] == "change,computation_class,computation_key,user_id,anonymous_id,value,message"
+    assert len(lines) == 51 and lines[1] == "entered,audience,vip,u0,a0,true,new"
+    not_dry = runner.invoke(app, ["sync", "-d", "jsonl", "-o", str(changes), "--warehouse", str(engage.path)], env=env)
+    assert not_dry.exit_code == 2 and "add --dry-run" in text(not_dry)

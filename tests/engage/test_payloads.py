@@ -17,6 +17,7 @@ from ctsync.engage.payloads import (
     identify_payload,
     iso_timestamp,
     payload_constants,
+    payload_context_sql,
     payload_sql,
     space_id_from,
 )
@@ -27,6 +28,7 @@ from ctsync.warehouse.state import state_engine
 from tests.engage.conftest import EngageData, users
 from tests.servers.segment import SegmentServer
 
+COMPUTATION = "(select cast(:cls as varchar) as computation_class, cast(:key as varchar) as computation_key)"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 BACKENDS = ("duckdb", "postgres")
@@ -52,10 +54,12 @@ def test_sql_payload_matches_the_python_reference(
         dialect = Dialect.of(conn)
         built = conn.execute(
             sa.text(
-                f"select {payload_sql(dialect, 'c')} from (select cast(:cls as varchar) as computation_class, "
+                f"select {payload_sql(dialect, 'c', 'k')} from (select cast(:cls as varchar) as computation_class, "
                 "cast(:key as varchar) as computation_key, cast(:user_id as varchar) as user_id, "
                 "cast(:anonymous_id as varchar) as anonymous_id, cast(:value as varchar) as value, "
-                "cast(:message_id as varchar) as message_id) as c"
+                "cast(:message_id as varchar) as message_id) as c "
+                f"inner join ({payload_context_sql(dialect, COMPUTATION)}) as k "
+                "on k.computation_class = c.computation_class and k.computation_key = c.computation_key"
             ),
             {
                 "cls": computation_class,

@@ -214,6 +214,34 @@ def test_duplicate_rows_from_the_model_send_one_message(
     assert traits_sent(segment_server, "vip") == [("u1", "a1", True)]
 
 
+def test_duplicate_rows_of_a_later_entry_send_one_message_with_the_largest_anonymous_id(
+    engage: EngageData, segment: SegmentHttpClient, segment_server: SegmentServer
+) -> None:
+    engage.audience("vip", [("u2", None)])
+    run(engage, segment)
+
+    engage.audience("vip", [("u2", None), ("u1", "a1"), ("u1", None), ("u1", "a0"), ("u1", "a1")])
+    summary = run(engage, segment)
+
+    assert (summary.entered, summary.exited) == (1, 0)
+    assert traits_sent(segment_server, "vip") == [("u2", None, True), ("u1", "a1", True)]
+
+
+def test_duplicate_trait_rows_of_one_person_count_as_their_largest_value(
+    engage: EngageData, segment: SegmentHttpClient, segment_server: SegmentServer
+) -> None:
+    engage.trait("plan", {("u1", "a1"): "pro"}, value_type="string")
+    run(engage, segment)
+
+    engage.trait("plan", {("u1", "a1"): "pro", ("u1", None): "basic"}, value_type="string")  # "pro" > "basic"
+    unchanged = run(engage, segment)
+    engage.trait("plan", {("u1", "a1"): "basic", ("u1", None): "team"}, value_type="string")
+    changed = run(engage, segment)
+
+    assert (unchanged.traits_changed, changed.traits_changed) == (0, 1)
+    assert traits_sent(segment_server, "plan") == [("u1", "a1", "pro"), ("u1", "a1", "team")]
+
+
 def test_missing_dbt_tables_are_a_clear_error(engage: EngageData, segment: SegmentHttpClient) -> None:
     engage.sql("drop table engage.engage_traits")
 

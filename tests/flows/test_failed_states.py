@@ -58,15 +58,23 @@ def segment_at(url: str) -> dict[str, object]:
     }
 
 
-def artifact_counts(state: State[Any]) -> dict[str, Any]:
-    """The counts of the table artifact the flow run published."""
+def artifact_rows(state: State[Any], kind: str = "table") -> dict[str, Any]:
+    """The data of each artifact of ``kind`` the flow run published, by key (table rows are parsed)."""
     with get_client(sync_client=True) as client:
-        [artifact] = client.read_artifacts(
+        artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id(state)]), type=ArtifactFilterType(any_=["table"])
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id(state)]), type=ArtifactFilterType(any_=[kind])
             )
         )
-    rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    return {
+        artifact.key: json.loads(artifact.data) if isinstance(artifact.data, str) and kind == "table" else artifact.data
+        for artifact in artifacts
+    }
+
+
+def artifact_counts(state: State[Any]) -> dict[str, Any]:
+    """The counts of the table artifact of counts the flow run published (one a run)."""
+    [rows] = [rows for rows in artifact_rows(state).values() if rows and "count" in rows[0]]
     return {row["count"]: row["value"] for row in rows}
 
 

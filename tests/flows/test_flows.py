@@ -63,21 +63,21 @@ def test_load_flow_loads_an_export_and_then_only_when_due(project: tuple[Path, P
 
 def test_build_flow_computes_memberships(project: tuple[Path, Path]) -> None:
     _, warehouse = project
-    counts = build_audiences(as_of=END, warehouse=str(warehouse))
+    counts = build_audiences(as_of=END, warehouse=str(warehouse)).counts
     assert counts.get("model success", 0) > 0 and not any("error" in key or "fail" in key for key in counts)
     assert scalar(warehouse, "select count(*) from engage.engage_audience_memberships") > 0
 
 
 def test_sync_flow_sends_changes_then_nothing(project: tuple[Path, Path]) -> None:
     config, warehouse = project
-    first = sync_audiences("jsonl", warehouse=str(warehouse), config=str(config))
+    first = sync_audiences("jsonl", warehouse=str(warehouse), config=str(config)).counts()
     members = scalar(warehouse, "select count(*) from engage.engage_audience_memberships")
     traits = scalar(warehouse, "select count(*) from engage.engage_computed_traits")
     assert first["entered"] == members and first["traits changed"] == traits
     assert first["sent"] == members + traits
     lines = (config.parent / "identify.jsonl").read_text().splitlines()
     assert len(lines) == first["sent"] and json.loads(lines[0])["type"] == "identify"
-    again = sync_audiences("jsonl", warehouse=str(warehouse), config=str(config))
+    again = sync_audiences("jsonl", warehouse=str(warehouse), config=str(config)).counts()
     assert again["sent"] == 0 and again["entered"] == 0
 
 

@@ -8,6 +8,11 @@ with "Skipped record number : N" and whose ``record`` is the record as a JSON *s
 Accepted records are kept (``records``) and merged into profiles like CleverTap's upsert
 (``profile(identity=...)`` / ``profile(object_id=...)``).
 
+CleverTap upserts each record on its own, so records of requests in flight together may land in
+any order. With ``landing_seed`` set, accepted records wait (``waiting``) and :meth:`settle`
+applies everything accepted since the last call in an order shuffled by that seed: the worst
+case of every request of a sync being in flight together. Call it after each sync.
+
     python -m tests.servers.clevertap --port 8088 --account-id X --passcode Y
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, Literal
@@ -45,6 +51,7 @@ class CleverTapServer(FakeHttpApi):
         record_format: Literal["string", "object", "omit"] = "string",
         include_record_number: bool = True,
         processed_override: int | None = None,
+        landing_seed: int | None = None,
         **options: Any,
     ) -> None:
         super().__init__(max_in_flight=max_in_flight, **options)
@@ -63,7 +70,10 @@ class CleverTapServer(FakeHttpApi):
         self.include_record_number = include_record_number
         self.processed_override = processed_override
         self.records: list[dict[str, Any]] = []
-        """Every accepted record, in arrival order."""
+        """Every accepted record, in the order it was applied to the profiles."""
+        self.waiting: list[dict[str, Any]] = []
+        """Accepted records not applied yet (``landing_seed`` set, :meth:`settle` not called since)."""
+        self._landing = random.Random(landing_seed) if landing_seed is not None else None
         self._profiles: dict[tuple[str, str], dict[str, Any]] = {}
         self._identity_of_object: dict[str, str] = {}
 
@@ -74,6 +84,15 @@ class CleverTapServer(FakeHttpApi):
             key = self._key(identity, object_id)
             found = self._profiles.get(key)
             return dict(found) if found is not None else None
+
+    def settle(self) -> None:
+        """Apply the records accepted since the last call, in the seeded shuffled order."""
+        with self.lock:
+            landing, self.waiting = self.waiting, []
+            if self._landing is not None:
+                self._landing.shuffle(landing)
+            for record in landing:
+                self._apply(record)
 
     def profiles(self) -> dict[tuple[str, str], dict[str, Any]]:
         with self.lock:
@@ -125,7 +144,9 @@ class CleverTapServer(FakeHttpApi):
         with self.lock:
             for number, record in enumerate(records, start=1):
                 problem = self._problem(record)
-                if problem is None:
+                if problem is None and self._landing is not None:
+                    self.waiting.append(record)
+                elif problem is None:
                     self._apply(record)
                 else:
                     unprocessed.append(self._unprocessed(number, record, *problem))
