@@ -14,39 +14,22 @@ columns, the deterministic ``id``, the context columns and the property columns.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
 
 from ctsync.exports.content import ExactLines
+from ctsync.exports.jsonl import checked_lines_sql, whole_files_sql
+from ctsync.exports.records import ENTRY_TYPE, KEY_SHAPES, TOP_LEVEL_COLUMNS, canonical_events_sql
 from ctsync.naming import event_table, property_column
-from ctsync.warehouse.staging import (
-    StagedFile,
-    checked_lines_sql,
-    insert_lines,
-    read_whole_files,
-    whole_files_sql,
-)
-from ctsync.warehouse.structure import Leaf, Node, ObjectReader, discover, duplicate_key_paths, leaves
+from ctsync.warehouse.staging import StagedFile, insert_lines, read_whole_files
+from ctsync.warehouse.structure import Leaf, Node, ObjectReader, discover, duplicate_key_paths, leaves, merge_trees
 from ctsync.warehouse.tables import Column, Overflow, overflow_column
 from ctsync.warehouse.targets import Target
-from ctsync.warehouse.unplaced import ENTRY_TYPE, Unplaced, keys_beyond_sql
+from ctsync.warehouse.unplaced import Unplaced
 
-TOP_LEVEL_COLUMNS = {
-    "ts": "JSON",
-    "eventName": "VARCHAR",
-    "profile": "JSON",
-    "deviceInfo": "JSON",
-    "eventProps": "JSON",
-    "sessionProps": "JSON",
-    "controlGroupName": "JSON",
-}
-"""The fields of CleverTap's event record, as they are staged (``eventName`` must be a JSON string)."""
-_READ_SPEC = json.dumps(dict.fromkeys(TOP_LEVEL_COLUMNS, "JSON"))
 _TOP_LEVEL_STRUCT = ", ".join(f"{name} {type_}" for name, type_ in TOP_LEVEL_COLUMNS.items())
-_FIELDS = ", ".join(f'"{name}"' for name in TOP_LEVEL_COLUMNS)
 
 STANDARD_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("id", "VARCHAR", "id"),
@@ -70,74 +53,6 @@ UTM_CONTEXT = {
 }
 
 
-def _not_object(column: str) -> str:
-    return (
-        f"({column} is not null and left(cast({column} as varchar), 1) <> '{{' and cast({column} as varchar) <> 'null')"
-    )
-
-
-def _ts_text() -> str:
-    return "json_extract_string(ts, '$')"
-
-
-# A 14-digit number as it reads from the JSON text, else the text of a JSON string ("2024...").
-TS_LOCAL_SQL = (
-    "case when length(cast(ts as varchar)) = 14 then try_strptime(cast(ts as varchar), '%Y%m%d%H%M%S') "
-    "when regexp_full_match(coalesce(json_extract_string(ts, '$'), ''), '[0-9]{14}') "
-    "then try_strptime(json_extract_string(ts, '$'), '%Y%m%d%H%M%S') end"
-)
-
-
-REASON_SQL = f"""
-case
-    when event_name_json is null and ts is null and profile is null and deviceInfo is null
-         and eventProps is null and sessionProps is null and controlGroupName is null
-        then 'not a CleverTap event (no eventName, ts or other event field)'
-    when eventName is null and event_name_json is not null and json_type(event_name_json) <> 'NULL'
-        then 'eventName must be a JSON string, got ' || left(cast(event_name_json as varchar), 40)
-    when eventName is null then 'missing eventName'
-    when trim(eventName) = '' then 'eventName is empty'
-    when ts is null or cast(ts as varchar) = 'null' then 'missing ts'
-    when ts_local is null and not regexp_full_match(coalesce({_ts_text()}, ''), '[0-9]{{14}}')
-        then 'ts must be a 14-digit YYYYMMDDHHMMSS value, got ' || left(cast(ts as varchar), 40)
-    when ts_local is null then 'ts ' || {_ts_text()} || ' is not a real date and time'
-    when {_not_object("eventProps")} then 'eventProps is not a JSON object'
-    when {_not_object("profile")} then 'profile is not a JSON object'
-    when {_not_object("deviceInfo")} then 'deviceInfo is not a JSON object'
-    when {_not_object("sessionProps")} then 'sessionProps is not a JSON object'
-end
-"""
-
-
-CONTENT_PARTS = (
-    "eventName",
-    _ts_text(),
-    "coalesce(cast(profile as varchar), '')",
-    "coalesce(cast(eventProps as varchar), '')",
-    "coalesce(cast(sessionProps as varchar), '')",
-    "coalesce(cast(controlGroupName as varchar), '')",
-)
-"""What an event's ``id`` is a hash of (changing it would change every id already loaded)."""
-
-KEY_SHAPES = {
-    "profile": "profile_shape",
-    "deviceInfo": "device_shape",
-    "sessionProps": "session_shape",
-    "eventProps": "props_shape",
-}
-"""A hash of each object's list of top-level keys, taken while the row is staged: column discovery
-reads the keys of one row per distinct shape instead of parsing every row again."""
-
-DERIVED_SQL = (
-    f"case when reason is null then md5(concat_ws(chr(31), {', '.join(CONTENT_PARTS)})) end as content_hash, "
-    + ", ".join(
-        f"case when reason is null and {column} is not null then hash(json_keys({column})) end as {shape}"
-        for column, shape in KEY_SHAPES.items()
-    )
-)
-"""Computed from a staged row (its fields and ``reason``) in the same pass that stages it."""
-
-
 def create_rows_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "create or replace temp table _ct_rows (file_id integer, line_no bigint, raw varchar, "
@@ -145,38 +60,6 @@ def create_rows_table(con: duckdb.DuckDBPyConnection) -> None:
         + ", ".join(f"{shape} ubigint" for shape in KEY_SHAPES.values())
         + ")"
     )
-
-
-def _staged_rows_sql(records: str) -> str:
-    """The ``_ct_rows`` rows of ``records`` (file_id, line_no, raw, record: the line as JSON or NULL, and
-    reason: why it cannot load, if already known). ``extras`` holds the top-level fields no column reads
-    (unknown fields, a key named twice): see ``ctsync.warehouse.unplaced``."""
-    known = list(TOP_LEVEL_COLUMNS)
-    # More keys than known fields with a value: an unknown field, a repeated key (or a field set to null).
-    present = " + ".join(f'(fields."{name}" is not null)::integer' for name in known)
-    others = ", ".join(f'fields."{name}" as "{name}"' for name in known if name != "eventName")
-    return f"""
-        select *, {DERIVED_SQL}
-        from (
-            select file_id, line_no, raw, {_FIELDS}, ts_local, coalesce(known_reason, {REASON_SQL}) as reason, extras
-            from (
-                select *, {TS_LOCAL_SQL} as ts_local
-                from (
-                    select file_id, line_no, raw, known_reason, {others},
-                        fields.eventName as event_name_json,
-                        case when json_type(fields.eventName) = 'VARCHAR'
-                            then json_extract_string(fields.eventName, '$') end as eventName,
-                        case when len(top_keys) > {present}
-                            then nullif({keys_beyond_sql("record", "top_keys", "", known)}, []) end as extras
-                    from (
-                        select file_id, line_no, raw, record, reason as known_reason,
-                            json_transform(record, '{_READ_SPEC}') as fields, json_keys(record) as top_keys
-                        from ({records})
-                    )
-                )
-            )
-        )
-    """
 
 
 def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> set[int]:
@@ -194,7 +77,7 @@ def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> s
     )
 
     def insert(paths: list[str], compressed: bool) -> None:
-        con.execute(f"insert into _ct_rows {_staged_rows_sql(whole_files_sql('_ct_files', compressed))}", [paths])
+        con.execute(f"insert into _ct_rows {canonical_events_sql(whole_files_sql('_ct_files', compressed))}", [paths])
 
     return read_whole_files(files, insert)
 
@@ -226,7 +109,7 @@ def stage_exact(con: duckdb.DuckDBPyConnection, file_id: int, lines: ExactLines)
     con.execute("delete from _ct_rows where file_id = ?", [file_id])
 
     def statement(view: str) -> str:
-        return f"insert into _ct_rows {_staged_rows_sql(checked_lines_sql(view))}"
+        return f"insert into _ct_rows {canonical_events_sql(checked_lines_sql(view))}"
 
     insert_lines(con, lines, statement, [file_id])
 
@@ -241,7 +124,7 @@ class IdentifierPriority:
 
 @dataclass
 class ContextPlan:
-    """Context columns (all VARCHAR) and how the event-row query reads the objects that fill them."""
+    """One table's context columns (all VARCHAR) and how its event-row query reads the objects that fill them."""
 
     columns: list[Column]
     """VARCHAR columns; each overflows into its object's overflow column when a table has no room."""
@@ -249,7 +132,7 @@ class ContextPlan:
     device: ObjectReader
     session: ObjectReader
     unplaced: Unplaced
-    """The batch's values that no standard or context column holds (see ``ctsync.warehouse.unplaced``)."""
+    """The table's values that no standard or context column holds (see ``ctsync.warehouse.unplaced``)."""
 
 
 def _context_columns(
@@ -277,34 +160,54 @@ def _context_columns(
     return result
 
 
-def plan_context(con: duckdb.DuckDBPyConnection, priority: IdentifierPriority) -> ContextPlan:
+def plan_context(
+    con: duckdb.DuckDBPyConnection, priority: IdentifierPriority, names: dict[str, str]
+) -> dict[str, ContextPlan]:
+    """The context columns of each event table (``names``: event name -> table), from that table's own
+    rows: a table gets a context column only where its events have that key, whatever else the batch holds."""
     where = "reason is null"
 
-    def found(column: str) -> Node:
-        return discover(con, "_ct_rows", column, where=where, shapes=KEY_SHAPES[column]).get(None) or Node()
+    def found(column: str) -> dict[str, Node]:
+        by_name = discover(con, "_ct_rows", column, group="eventName", where=where, shapes=KEY_SHAPES[column])
+        trees: dict[str, Node] = {}
+        for name, root in by_name.items():
+            if name is not None and name in names:
+                merge_trees(trees.setdefault(names[name], Node(kinds={"OBJECT"})), root)
+        return trees
 
-    profile, device, session = found("profile"), found("deviceInfo"), found("sessionProps")
+    profiles, devices, sessions = found("profile"), found("deviceInfo"), found("sessionProps")
+    with_extras = {
+        names[str(row[0])]
+        for row in con.execute(
+            "select distinct eventName from _ct_rows where reason is null and extras is not null"
+        ).fetchall()
+        if str(row[0]) in names
+    }
     # The identifier fields first: of two keys that differ only in case, they get the STRUCT.
     profile_keys = [(key,) for key in dict.fromkeys([*priority.user_id, priority.anonymous_id, "objectId", "identity"])]
-    profile_paths = [leaf.path for leaf in leaves(profile.children)]
-    profile_reader = ObjectReader.plan("profile", "p", [*profile_keys, *profile_paths])
-    device_reader = ObjectReader.plan("deviceInfo", "d", [leaf.path for leaf in leaves(device.children)])
-    session_reader = ObjectReader.plan("sessionProps", "s", [leaf.path for leaf in leaves(session.children)])
-    unplaced = Unplaced()
-    if con.execute("select count(*) from _ct_rows where reason is null and extras is not null").fetchall()[0][0]:
-        unplaced.add_list("extras")
-    columns = (
-        _context_columns(profile, profile_reader, "context_traits_", unplaced)
-        + _context_columns(device, device_reader, "context_device_", unplaced)
-        + _context_columns(session, session_reader, "context_session_", unplaced, UTM_CONTEXT)
-    )
-    return ContextPlan(
-        columns=columns,
-        profile=profile_reader,
-        device=device_reader,
-        session=session_reader,
-        unplaced=unplaced,
-    )
+    plans: dict[str, ContextPlan] = {}
+    for table in sorted(set(names.values())):
+        profile, device, session = (trees.get(table) or Node() for trees in (profiles, devices, sessions))
+        profile_paths = [leaf.path for leaf in leaves(profile.children)]
+        profile_reader = ObjectReader.plan("profile", "p", [*profile_keys, *profile_paths])
+        device_reader = ObjectReader.plan("deviceInfo", "d", [leaf.path for leaf in leaves(device.children)])
+        session_reader = ObjectReader.plan("sessionProps", "s", [leaf.path for leaf in leaves(session.children)])
+        unplaced = Unplaced()
+        if table in with_extras:
+            unplaced.add_list("extras")
+        columns = (
+            _context_columns(profile, profile_reader, "context_traits_", unplaced)
+            + _context_columns(device, device_reader, "context_device_", unplaced)
+            + _context_columns(session, session_reader, "context_session_", unplaced, UTM_CONTEXT)
+        )
+        plans[table] = ContextPlan(
+            columns=columns,
+            profile=profile_reader,
+            device=device_reader,
+            session=session_reader,
+            unplaced=unplaced,
+        )
+    return plans
 
 
 def register_event_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:

@@ -37,6 +37,11 @@ from ctsync.warehouse.tracks import event_tables_of, write_event_tables
 DEFAULT_BATCH_BYTES = 512 * 1024 * 1024
 """Uncompressed bytes staged per transaction (gzip files count ~8x their size)."""
 
+EVENT_BATCH_BYTES = 32 * 1024 * 1024
+"""A batch of at least this many bytes ends where the next event begins: a batch then holds one large
+event (or several small ones), so what it holds in memory is bounded by the largest event, not by
+``DEFAULT_BATCH_BYTES``, and each table is still written by one commit."""
+
 REGIONS = ("us", "eu")
 
 
@@ -218,8 +223,9 @@ def _load(
 
 
 def _batches(files: list[ExportFile], batch_bytes: int) -> list[list[ExportFile]]:
-    """Batches of about ``batch_bytes``; the chunks of one file series stay together, unless a series
-    alone is more than four batches (then identical events in different batches collapse to one).
+    """Batches of at most about ``batch_bytes``; the chunks of one file series stay together, unless a
+    series alone is more than four batches (then identical events in different batches collapse to one).
+    A batch of ``EVENT_BATCH_BYTES`` or more also ends where the next event's files begin.
 
     Files are taken event by event (all days and export runs of one event, then the next), so each
     event table is written by as few batches as possible: a DuckDB commit that appends to a table
@@ -229,16 +235,20 @@ def _batches(files: list[ExportFile], batch_bytes: int) -> list[list[ExportFile]
     size = 0
     series_size = 0
     previous_series = None
+    previous_event = None
     for export_file in sorted(files, key=lambda f: (f.kind, f.event_name_hint or "", f.series, f.url)):
         estimate = export_file.size * (8 if export_file.url.endswith((".gz", ".gzip")) else 1)
         same_series = export_file.series == previous_series
         series_size = series_size + estimate if same_series else estimate
-        if current and size + estimate > batch_bytes and (not same_series or series_size > 4 * batch_bytes):
+        full = size + estimate > batch_bytes and (not same_series or series_size > 4 * batch_bytes)
+        new_event = export_file.event_name_hint != previous_event and size >= EVENT_BATCH_BYTES
+        if current and (full or new_event):
             batches.append(current)
             current, size = [], 0
         current.append(export_file)
         size += estimate
         previous_series = export_file.series
+        previous_event = export_file.event_name_hint
     if current:
         batches.append(current)
     return batches
@@ -423,7 +433,7 @@ def _write_events(
     files = {item.staged.file_id: item.export_file.url for item in todo}
     bookkeeping.count_and_quarantine(duck, target, "_ct_rows", files, schema, load_id, counts, _keep_filter(options))
     names = events.register_event_names(duck)
-    context = events.plan_context(duck, options.identifiers)
+    contexts = events.plan_context(duck, options.identifiers, names)
     existing = set(event_tables_of(target, schema))
     events.build_keys(
         duck,
@@ -436,7 +446,7 @@ def _write_events(
         "select file_id, count(*) from _ct_keys where is_new group by file_id"
     ).fetchall():
         counts[file_id].rows_inserted = inserted
-    written = write_event_tables(duck, target, schema, context, options.identifiers, names, received_at)
+    written = write_event_tables(duck, target, schema, contexts, options.identifiers, names, received_at)
     for table, result in written.items():
         summary.add_written(table, result)
 

@@ -17,16 +17,11 @@ from dataclasses import dataclass
 import duckdb
 
 from ctsync.exports.content import ExactLines
+from ctsync.exports.jsonl import checked_lines_sql, whole_files_sql
 from ctsync.naming import qualified, quote_identifier
 from ctsync.warehouse import tables
 from ctsync.warehouse.events import IdentifierPriority
-from ctsync.warehouse.staging import (
-    StagedFile,
-    checked_lines_sql,
-    insert_lines,
-    read_whole_files,
-    whole_files_sql,
-)
+from ctsync.warehouse.staging import StagedFile, insert_lines, read_whole_files
 from ctsync.warehouse.structure import Node, discover, json_path_sql
 from ctsync.warehouse.tables import Column, WriteResult
 from ctsync.warehouse.targets import Catalog, Target

@@ -14,10 +14,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from ctsync.exports.content import MAX_LINE_BYTES, ExactLines
-
-JSON_READER_OPTIONS = f"format = 'newline_delimited', ignore_errors = true, maximum_object_size = {MAX_LINE_BYTES}"
-"""Options every whole-file read passes to ``read_json_objects`` (besides files and compression)."""
+from ctsync.exports.content import ExactLines
 
 
 @dataclass
@@ -92,40 +89,3 @@ def _chunks(sizes: list[int]) -> Iterator[tuple[int, int]]:
         total += size
     if start < len(sizes):
         yield start, len(sizes)
-
-
-def checked_lines_sql(lines: str) -> str:
-    """SELECT over registered ``lines`` of one file (its id the statement's parameter): file_id, line_no, raw,
-    the line as JSON (NULL when it cannot load) and the reason it cannot, if it is already known (its
-    problem, invalid JSON, not an object)."""
-    return f"""
-        select ?::integer as file_id, line_no, raw, case when reason is null then raw::json end as record, reason
-        from (
-            select line_no, raw,
-                case
-                    when problem is not null then problem
-                    when not json_valid(raw) then 'invalid JSON'
-                    when json_type(raw) <> 'OBJECT' then 'a JSON ' || lower(json_type(raw)) || ', not an object'
-                end as reason
-            from {lines}
-        )
-    """
-
-
-def whole_files_sql(files_table: str, compressed: bool) -> str:
-    """SELECT of the records of the files given as the statement's parameter (a list of paths, all listed in
-    ``files_table``), read whole: file_id, line_no and raw (NULL: DuckDB does not tell them), the line as
-    JSON (NULL when it is not JSON), and the reason it cannot load if already known (too long)."""
-    return f"""
-        select files.file_id, null::bigint as line_no, null::varchar as raw, rows.json as record,
-            {too_long_sql("rows.json")} as reason
-        from read_json_objects(?, {JSON_READER_OPTIONS}, filename = true,
-                               compression = '{"gzip" if compressed else "none"}') as rows
-        join {files_table} as files on files.local_path = rows.filename
-    """
-
-
-def too_long_sql(record: str) -> str:
-    """SQL: the reason a line DuckDB read whole is still too long to load, else NULL (the line-by-line
-    read then rejects it with its number, as it rejects a line DuckDB cannot read at all)."""
-    return f"case when strlen({record}) > {MAX_LINE_BYTES} then 'longer than {MAX_LINE_BYTES:,} bytes' end"

@@ -148,7 +148,8 @@ def write_object_rows(
     reader = ObjectReader.plan(json_column, "object_values", [leaf.path for plan in admitted for leaf in plan.leaves])
     columns: list[tuple[str, str]] = [(column.name, column.type) for column in kept_base]
     expressions = [f"{column.expression}" for column in kept_base]
-    speculative: list[str] = []
+    # A new context column, like a new property column, is only kept once it holds a value.
+    speculative: list[str] = [c.name for c in kept_base if c.overflow is not None and c.name not in current]
     for plan in admitted:
         value, variant = plan_expressions(plan, reader)
         columns.append((plan.name, plan.type))

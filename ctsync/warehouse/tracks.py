@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
+from ctsync.exports.records import KEY_SHAPES
 from ctsync.naming import qualified, quote_identifier
 from ctsync.warehouse import events, tables
 from ctsync.warehouse.events import ContextPlan, IdentifierPriority
@@ -16,19 +17,16 @@ def write_event_tables(
     duck: duckdb.DuckDBPyConnection,
     target: Target,
     schema: str,
-    context: ContextPlan,
+    contexts: dict[str, ContextPlan],
     priority: IdentifierPriority,
     names: dict[str, str],
     received_at: str,
 ) -> dict[str, WriteResult]:
-    """Insert the batch's new events (``_ct_keys`` rows with ``is_new``) into their tables, then refresh
-    ``tracks``. Returns what was written per table."""
+    """Insert the batch's new events (``_ct_keys`` rows with ``is_new``) into their tables, each with its
+    own context columns (``contexts``), then refresh ``tracks``. Returns what was written per table."""
     existing = target.columns(schema)
-    base = [
-        *(Column(name, type_, expression) for name, type_, expression in events.STANDARD_COLUMNS),
-        *context.columns,
-    ]
-    shapes = events.KEY_SHAPES["eventProps"]
+    standard = [Column(name, type_, expression) for name, type_, expression in events.STANDARD_COLUMNS]
+    shapes = KEY_SHAPES["eventProps"]
     by_name = discover(duck, "_ct_rows", "eventProps", group="eventName", where="reason is null", shapes=shapes)
     props: dict[str, Node] = {}
     for name, root in by_name.items():
@@ -40,6 +38,7 @@ def write_event_tables(
     control_group = Column("control_group_name", "VARCHAR", "json_extract_string(controlGroupName, '$')")
     written: dict[str, WriteResult] = {}
     for table in event_tables:
+        context = contexts[table]
         source, params = events.event_rows_sql(
             context, priority, sorted(name for name, event in names.items() if event == table), received_at
         )
@@ -53,7 +52,7 @@ def write_event_tables(
             json_column="eventProps",
             object_tree=props.get(table) or Node(kinds={"OBJECT"}),
             json_pointer="/eventProps",
-            base=base,
+            base=[*standard, *context.columns],
             optional=[control_group],
             unplaced=context.unplaced,
             received_at=received_at,

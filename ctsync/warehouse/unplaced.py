@@ -20,40 +20,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ctsync.exports.records import ENTRY_TYPE, keys_beyond_sql
 from ctsync.warehouse.structure import json_path, sql_literal
 
 UNPLACED_COLUMN = "_unplaced_values"
-
-ENTRY_TYPE = "STRUCT(path VARCHAR, value JSON, reason VARCHAR)"
 
 
 def entry_sql(path_sql: str, value_sql: str, reason: str) -> str:
     """One unplaced value, as the SQL struct ``_unplaced_values`` lists."""
     return f"{{'path': {path_sql}, 'value': {value_sql}, 'reason': {sql_literal(reason)}}}::{ENTRY_TYPE}"
-
-
-def pointer_segment_sql(key_sql: str) -> str:
-    """SQL: one key as a JSON Pointer segment (``~`` and ``/`` escaped), with its leading ``/``."""
-    return f"'/' || replace(replace({key_sql}, '~', '~0'), '/', '~1')"
-
-
-def keys_beyond_sql(object_sql: str, keys_sql: str, base_pointer: str, known: Sequence[str] | None = None) -> str:
-    """SQL list of the entries for the keys of a JSON object that no column reads: every occurrence of a
-    key after its first, and, with ``known``, keys outside it. ``keys_sql`` is a column holding
-    ``json_keys`` of the object (a column, not an expression: a lambda re-evaluates expressions per element)."""
-    outside = ""
-    reason = "'duplicate key'"
-    if known is not None:
-        listed = "[" + ", ".join(sql_literal(name) for name in known) + "]"
-        outside = f"not list_contains({listed}, e[1]) or "
-        reason = f"case when list_contains({listed}, e[1]) then 'duplicate key' else 'not a field of the record' end"
-    path = f"{sql_literal(base_pointer)} || {pointer_segment_sql('e[1]')}"
-    return (
-        "list_transform(list_filter("
-        f"list_zip({keys_sql}, json_extract({object_sql}, '$.*'), range(1, len({keys_sql}) + 1)), "
-        f"lambda e: {outside}list_position({keys_sql}, e[1]) < e[3]), "
-        f"lambda e: {{'path': {path}, 'value': e[2], 'reason': {reason}}}::{ENTRY_TYPE})"
-    )
 
 
 def has_duplicates_sql(keys_sql: str) -> str:
