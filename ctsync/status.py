@@ -58,6 +58,8 @@ class RunStatus:
     error: str | None
     pruned: int = 0
     """Absent (0) in runs recorded before the column existed."""
+    values_left_out: int = 0
+    """Values a destination would refuse, left out of their records (absent in older runs: 0)."""
 
 
 @dataclass(frozen=True)

@@ -330,8 +330,10 @@ def received(lines: list[bytes]) -> list[Message]:
     for line in lines:
         payload = json.loads(line)
         personas = payload["context"]["personas"]
-        ((trait, value),) = payload["traits"].items()
-        assert payload["type"] == "identify" and trait == personas["computation_key"], payload
+        trait = personas["computation_key"]
+        # Engage adds the person's email to every Identify; the computation is the one other trait.
+        assert payload["type"] == "identify" and set(payload["traits"]) - {"email"} <= {trait}, payload
+        value = payload["traits"][trait]
         messages.append(
             (personas["computation_class"], trait, payload.get("userId"), payload.get("anonymousId"), json.dumps(value))
         )

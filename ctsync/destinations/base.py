@@ -46,6 +46,9 @@ class DeliveryResult:
     """Human-readable reason from the destination or from a limit check."""
     attempts: int = 1
     """Requests that carried this message during this delivery (retries included)."""
+    left_out: tuple[str, ...] = ()
+    """Values the destination cannot take that were left out of what was sent, one
+    ``<field>: <reason>`` each (for example a gender other than M/F); the rest was sent."""
 
 
 class Destination(Protocol):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -50,9 +51,24 @@ RESERVED_TRAITS = {
 }
 """Segment spec traits (by their snake_case name) that have a CleverTap system property."""
 
-_GENDERS = {"m": "M", "male": "M", "f": "F", "female": "F"}
+_GENDERS = {
+    "m": "M",
+    "male": "M",
+    "man": "M",
+    "boy": "M",
+    "f": "F",
+    "female": "F",
+    "woman": "F",
+    "girl": "F",
+}
+"""Spellings of the two genders CleverTap takes (``M``/``F``; anything else is refused with 514)."""
 _RECORD_NUMBER = re.compile(r"record number\s*:\s*(\d+)", re.IGNORECASE)
 _CLEVERTAP_DATE = re.compile(r"\$D_-?\d+")
+_EPOCH_TEXT = re.compile(r"-?\d+(\.\d+)?")
+_ISO_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+_ISO_MOMENT = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|z|[+-]\d\d:?\d\d)")
+"""A date, or a date and time with its offset: the values a date or timestamp trait holds (Engage
+requires the offset), sent as CleverTap dates. Other strings stay strings."""
 _MILLISECONDS_FROM = 1e11
 """Epoch numbers at or above this are taken as milliseconds (1e11 seconds is year 5138)."""
 
@@ -77,13 +93,17 @@ class RecordError(ValueError):
         self.reason = reason
 
 
-def profile_record(payload: dict[str, Any]) -> dict[str, Any]:
-    """The CleverTap profile record for one Identify payload."""
+def profile_record(payload: dict[str, Any], left_out: list[str] | None = None) -> dict[str, Any]:
+    """The CleverTap profile record for one Identify payload.
+
+    Values CleverTap would refuse (a gender other than M/F, a birthday that is no date) are left
+    out of the record and named in ``left_out`` (``<field>: <reason>``); the rest is sent.
+    """
     user_id = _identifier(payload.get("userId"))
     anonymous_id = _identifier(payload.get("anonymousId"))
     if user_id is None and anonymous_id is None:
         raise RecordError("missing_identity", "the Identify has neither userId nor anonymousId")
-    profile = profile_data(payload.get("traits"))
+    profile = profile_data(payload.get("traits"), left_out)
     record: dict[str, Any] = {"type": "profile"}
     if anonymous_id is not None:
         record["objectId"] = anonymous_id
@@ -101,8 +121,13 @@ def profile_record(payload: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def profile_data(traits: object) -> dict[str, Any]:
-    """Traits as CleverTap profile properties (system names, else snake_case)."""
+def profile_data(traits: object, left_out: list[str] | None = None) -> dict[str, Any]:
+    """Traits as CleverTap profile properties (system names, else snake_case).
+
+    Dates and timestamps (ISO-8601 with an offset) become ``$D_<epoch seconds>``; a system
+    property's value CleverTap would refuse is left out and named in ``left_out``.
+    """
+    notes = left_out if left_out is not None else []
     if traits is None:
         return {}
     if not isinstance(traits, dict):
@@ -118,14 +143,32 @@ def profile_data(traits: object) -> dict[str, Any]:
             ) from None
         reserved = RESERVED_TRAITS.get(name)
         if reserved is None:
-            profile[name] = value
-        else:
+            profile[name] = property_value(value)
+            continue
+        try:
             profile[reserved] = _system_value(reserved, value)
+        except LeftOut as exc:
+            notes.append(f"{reserved}: {exc}")
     return profile
 
 
+def property_value(value: object) -> object:
+    """A custom property's value as CleverTap takes it: a date or timestamp string (ISO-8601; a
+    time needs its offset) becomes ``$D_<epoch seconds>``, so CleverTap can segment on it as a
+    date; everything else is sent as it is."""
+    if isinstance(value, str):
+        text = value.strip()
+        if _ISO_DATE.fullmatch(text) or _ISO_MOMENT.fullmatch(text):
+            try:
+                return clevertap_date(text)
+            except ValueError:
+                return value  # looks like a date but is none (2024-02-30): a plain string
+    return value
+
+
 def clevertap_date(value: object) -> str:
-    """``$D_<epoch seconds>`` from an ISO date or datetime, an epoch number or a ``$D_`` string."""
+    """``$D_<epoch seconds>`` from any date or epoch form: an ISO date or datetime, an epoch
+    number or numeric string (seconds, or milliseconds from 1e11 on), or a ``$D_`` string."""
     if isinstance(value, str) and _CLEVERTAP_DATE.fullmatch(value.strip()):
         return value.strip()
     return f"$D_{math.floor(epoch_seconds(value))}"
@@ -134,11 +177,13 @@ def clevertap_date(value: object) -> str:
 def epoch_seconds(value: object) -> float:
     """Seconds since the epoch for an ISO-8601 string, a date/datetime or an epoch number.
 
-    Naive datetimes and plain dates are taken as UTC; numbers of 1e11 and above as
-    milliseconds. Raises ValueError for anything else.
+    Naive datetimes and plain dates are taken as UTC; numbers (and strings of digits) of 1e11
+    and above as milliseconds. Raises ValueError for anything else.
     """
     if isinstance(value, bool):
         raise ValueError("a boolean is not a date")
+    if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):
+        value = Decimal(value.strip())
     if isinstance(value, int | float | Decimal):
         number = float(value)
         if not math.isfinite(number):
@@ -148,7 +193,7 @@ def epoch_seconds(value: object) -> float:
         try:
             value = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise ValueError("not an ISO-8601 date or datetime") from None
+            raise ValueError("not a date, a datetime or an epoch number") from None
     if isinstance(value, datetime):
         moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return moment.timestamp()
@@ -157,17 +202,24 @@ def epoch_seconds(value: object) -> float:
     raise ValueError(f"expected a date, got {type(value).__name__}")
 
 
+class LeftOut(ValueError):
+    """A value CleverTap would refuse; it is left out of the record (the reason is counted)."""
+
+
 def _system_value(prop: str, value: object) -> object:
     if value is None:
         return None
     if prop == "DOB":
         try:
             return clevertap_date(value)
-        except ValueError as exc:
-            raise RecordError("bad_birthday", f"birthday {value!r}: {exc}") from None
-    if prop == "Gender" and isinstance(value, str):
-        return _GENDERS.get(value.strip().lower(), value)
-    return value
+        except ValueError:
+            raise LeftOut("the birthday is not a date, a datetime or an epoch number") from None
+    if prop == "Gender":
+        gender = _GENDERS.get(value.strip().lower()) if isinstance(value, str) else None
+        if gender is None:
+            raise LeftOut("the gender is neither M nor F (CleverTap refuses other values with 514)")
+        return gender
+    return property_value(value)
 
 
 def _identifier(value: object) -> str | None:
@@ -184,6 +236,8 @@ class UploadRequest:
     message_ids: list[str]
     records: list[dict[str, Any]]
     body: bytes
+    left_out: dict[str, tuple[str, ...]] = dataclass_field(default_factory=dict)
+    """Per message: the values left out of its record (:func:`profile_record`)."""
 
 
 class CleverTapUploadClient:
@@ -228,17 +282,37 @@ class CleverTapUploadClient:
         self.account_id = account_id.strip()
         self.batch_size = batch_size
         self.url = f"{base}/1/upload"
-        self._sender: HttpSender[UploadRequest] = HttpSender(
+        self._sender: HttpSender[UploadRequest] = self.upload_sender(
+            concurrency=concurrency, timeout=timeout, retry=retry or RetryPolicy(), secret=secret
+        )
+        self._timeout = timeout
+        self._retry = retry or RetryPolicy()
+
+    def upload_sender(
+        self,
+        *,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        retry_unanswered: bool = True,
+        secret: SecretStr | None = None,
+    ) -> HttpSender[Any]:
+        """A sender to this account's ``/1/upload`` (another for event uploads, which must not repeat
+        a request that may have arrived: ``retry_unanswered=False``)."""
+        passcode: SecretStr = secret if secret is not None else self._passcode
+        self._passcode: SecretStr = passcode
+        return HttpSender(
             url=self.url,
             headers={
                 "X-CleverTap-Account-Id": self.account_id,
-                "X-CleverTap-Passcode": secret.get_secret_value(),
+                "X-CleverTap-Passcode": passcode.get_secret_value(),
                 "Content-Type": "application/json; charset=utf-8",
             },
-            concurrency=concurrency,
-            timeout=timeout,
-            retry=retry or RetryPolicy(),
-            label=name,
+            concurrency=concurrency if concurrency is not None else self._sender.concurrency,
+            timeout=timeout if timeout is not None else self._timeout,
+            retry=retry if retry is not None else self._retry,
+            label=self.name,
+            retry_unanswered=retry_unanswered,
         )
 
     @property
@@ -268,9 +342,11 @@ class CleverTapUploadClient:
         records: list[dict[str, Any]] = []
         parts: list[bytes] = []
         refused: list[DeliveryResult] = []
+        left_out: dict[str, tuple[str, ...]] = {}
         for message in messages:
+            notes: list[str] = []
             try:
-                record = profile_record(message.payload)
+                record = profile_record(message.payload, notes)
                 part = dump_json(record)
             except RecordError as exc:
                 refused.append(_refused(message.message_id, exc.code, exc.reason))
@@ -278,6 +354,8 @@ class CleverTapUploadClient:
             except TypeError as exc:
                 refused.append(_refused(message.message_id, "not_json", str(exc)))
                 continue
+            if notes:
+                left_out[message.message_id] = tuple(notes)
             ids.append(message.message_id)
             records.append(record)
             parts.append(part)
@@ -285,17 +363,26 @@ class CleverTapUploadClient:
                 if refused:
                     yield Settled(refused)
                     refused = []
-                yield UploadRequest(ids, records, b'{"d":[' + b",".join(parts) + b"]}")
-                ids, records, parts = [], [], []
+                yield UploadRequest(ids, records, b'{"d":[' + b",".join(parts) + b"]}", left_out)
+                ids, records, parts, left_out = [], [], [], {}
         if refused:
             yield Settled(refused)
         if ids:
-            yield UploadRequest(ids, records, b'{"d":[' + b",".join(parts) + b"]}")
+            yield UploadRequest(ids, records, b'{"d":[' + b",".join(parts) + b"]}", left_out)
 
     def _interpret(self, request: UploadRequest, exchange: Exchange) -> list[DeliveryResult]:
         if not exchange.ok:
-            return unconfirmed(request.message_ids, exchange, reason_keys=("error", "message"))
-        return read_upload_answer(request, exchange)
+            answered = unconfirmed(request.message_ids, exchange, reason_keys=("error", "message"))
+        else:
+            answered = read_upload_answer(request, exchange)
+        return with_left_out(answered, request.left_out)
+
+
+def with_left_out(answered: list[DeliveryResult], left_out: dict[str, tuple[str, ...]]) -> list[DeliveryResult]:
+    """The results, each naming the values left out of its record."""
+    if not left_out:
+        return answered
+    return [replace(r, left_out=left_out[r.message_id]) if r.message_id in left_out else r for r in answered]
 
 
 def read_upload_answer(request: UploadRequest, exchange: Exchange) -> list[DeliveryResult]:

@@ -189,8 +189,22 @@ def build_destination(
     if settings is None:
         parsed = settings_from_environment(name, environ)
     else:
-        parsed = parse_settings(name, settings)
+        parsed = parse_settings(name, _environment_first(name, settings, environ))
     return _build(name, parsed, environ, secret_resolver)
+
+
+def _environment_first(name: str, settings: Mapping[str, Any], environ: Mapping[str, str]) -> Mapping[str, Any]:
+    """A settings entry named like its built-in type (``jsonl``, ``clevertap``, ``segment``) with the
+    environment variables of that type applied over it: the environment wins over the file, as it does
+    for every other setting (``CTSYNC_JSONL_PATH`` redirects the ``jsonl`` destination of ctsync.yml)."""
+    if settings.get("type") != name or name not in _ENV_FIELDS:
+        return settings
+    applied = dict(settings)
+    for field, variable in _ENV_FIELDS[name].items():
+        value = environ.get(variable, "").strip()
+        if value:
+            applied[field] = value
+    return applied
 
 
 def parse_settings(name: str, settings: Mapping[str, Any]) -> CleverTapSettings | SegmentSettings | JsonlSettings:

@@ -111,6 +111,10 @@ class Settled:
 
 R = TypeVar("R", bound=PreparedRequest)
 
+AttemptHook = Callable[[bytes, int], tuple[bytes, Mapping[str, str]]]
+"""``hook(body, retries)``: the body and extra headers of one attempt, given the prepared body and
+how many attempts came before it (0 for the first), for APIs that stamp each attempt."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Attempt:
@@ -163,6 +167,8 @@ class HttpSender(Generic[R]):
         retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES,
         max_consecutive_failures: int = 3,
         label: str = "destination",
+        attempt_hook: AttemptHook | None = None,
+        retry_unanswered: bool = True,
     ) -> None:
         if concurrency < 1:
             raise CtsyncError("concurrency must be at least 1")
@@ -174,6 +180,10 @@ class HttpSender(Generic[R]):
         self._retry_statuses = retry_statuses
         self._max_consecutive_failures = max_consecutive_failures
         self._label = label
+        self._attempt_hook = attempt_hook
+        self._retry_unanswered = retry_unanswered
+        """Retry timeouts and dropped connections (False where a repeat of a request that did
+        arrive would not be idempotent, such as event uploads)."""
         self._client = httpx.Client(
             headers=dict(headers),
             timeout=httpx.Timeout(timeout),
@@ -229,7 +239,10 @@ class HttpSender(Generic[R]):
         attempts = 0
         while True:
             attempts += 1
-            attempt = self._attempt(body)
+            if self._attempt_hook is None:
+                attempt = self._attempt(body, {})
+            else:
+                attempt = self._attempt(*self._attempt_hook(body, attempts - 1))
             if not attempt.retryable:
                 return _exchange(attempt, attempts, gave_up=False)
             delay = self._delay(attempts, attempt)
@@ -248,13 +261,15 @@ class HttpSender(Generic[R]):
             if self._closing.wait(delay):
                 return _exchange(attempt, attempts, gave_up=True)
 
-    def _attempt(self, body: bytes) -> _Attempt:
+    def _attempt(self, body: bytes, headers: Mapping[str, str]) -> _Attempt:
         try:
-            response = self._client.post(self.url, content=body)
+            response = self._client.post(self.url, content=body, headers=dict(headers) if headers else None)
         except httpx.TimeoutException as exc:
-            return _Attempt(None, retryable=True, error_code="timeout", error=_error_text(exc))
+            return _Attempt(None, retryable=self._retry_unanswered, error_code="timeout", error=_error_text(exc))
+        except httpx.ConnectError as exc:  # no connection was made: nothing was sent
+            return _Attempt(None, retryable=True, error_code="connect", error=_error_text(exc))
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            return _Attempt(None, retryable=True, error_code="connection", error=_error_text(exc))
+            return _Attempt(None, retryable=self._retry_unanswered, error_code="connection", error=_error_text(exc))
         except httpx.HTTPError as exc:
             return _Attempt(None, error_code="transport", error=_error_text(exc))
         return _Attempt(

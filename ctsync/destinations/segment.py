@@ -3,16 +3,24 @@
 Each payload is serialised once with orjson; the bytes are measured against the 32 KB
 message limit and joined into batches of at most 475,000 bytes (the official SDK's margin
 under the documented 500 KB) and 2500 messages. A 2xx confirms the whole batch.
+
+Each attempt is sent as the official ``segment-analytics-python`` client sends it:
+``{"batch": [...], "sentAt": "<now, ISO-8601 UTC>", "writeKey": "..."}`` with Basic auth, and
+``X-Retry-Count: <attempts before this one>`` on retries. ``sentAt`` is stamped per attempt, so
+Segment's clock-skew correction (``timestamp = receivedAt - (sentAt - originalTimestamp)``)
+measures this attempt, not the first.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
+from ctsync import __version__
 from ctsync.destinations.base import DeliveryResult, DeliveryStatus, OutboundMessage
 from ctsync.destinations.http import (
     DEFAULT_RETRY_STATUSES,
@@ -42,6 +50,23 @@ RETRY_STATUSES = DEFAULT_RETRY_STATUSES | {410, 460}
 
 _BATCH_OPEN = b'{"batch":['
 _BATCH_CLOSE = b"]}"
+_SENT_AT_SIZE = len(b',"sentAt":"2024-05-03T19:42:50.066179+00:00"')
+USER_AGENT = f"ctsync/{__version__}"
+
+
+def batch_stamper(
+    write_key: str, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> Callable[[bytes, int], tuple[bytes, Mapping[str, str]]]:
+    """The per-attempt hook: ``sentAt`` and ``writeKey`` appended to the batch object, and
+    ``X-Retry-Count`` on retries, as the official Python client does."""
+    key_part = b',"writeKey":' + dump_json(write_key)
+
+    def stamp(body: bytes, retries: int) -> tuple[bytes, Mapping[str, str]]:
+        sent_at = b',"sentAt":' + dump_json(clock().astimezone(UTC).isoformat())
+        headers = {"X-Retry-Count": str(retries)} if retries > 0 else {}
+        return body[:-1] + sent_at + key_part + b"}", headers
+
+    return stamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +103,9 @@ class SegmentHttpClient:
             raise CtsyncError(f"max_message_bytes must be between 1 and {MAX_MESSAGE_BYTES}")
         if max_batch_bytes > MAX_BATCH_BYTES:
             raise CtsyncError(f"max_batch_bytes must be at most {MAX_BATCH_BYTES}")
-        if max_message_bytes + len(_BATCH_OPEN + _BATCH_CLOSE) > max_batch_bytes:
+        # Room for what each attempt appends to the batch object (sentAt, writeKey).
+        self._stamp_size = _SENT_AT_SIZE + len(b',"writeKey":' + dump_json(secret.get_secret_value()))
+        if max_message_bytes + len(_BATCH_OPEN + _BATCH_CLOSE) + self._stamp_size > max_batch_bytes:
             raise CtsyncError("max_batch_bytes must leave room for a message of max_message_bytes")
         self.name = name
         self.url = f"{_base_url(region, base_url)}/v1/batch"
@@ -88,12 +115,17 @@ class SegmentHttpClient:
         token = base64.b64encode(f"{secret.get_secret_value()}:".encode()).decode("ascii")
         self._sender: HttpSender[SegmentBatch] = HttpSender(
             url=self.url,
-            headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+            headers={
+                "Authorization": f"Basic {token}",
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+            },
             concurrency=concurrency,
             timeout=timeout,
             retry=retry or RetryPolicy(),
             retry_statuses=RETRY_STATUSES,
             label=name,
+            attempt_hook=batch_stamper(secret.get_secret_value()),
         )
 
     @property
@@ -118,7 +150,7 @@ class SegmentHttpClient:
     def _batches(self, messages: Sequence[OutboundMessage]) -> Iterator[SegmentBatch | Settled]:
         ids: list[str] = []
         parts: list[bytes] = []
-        size = len(_BATCH_OPEN) + len(_BATCH_CLOSE) - 1  # the first message needs no comma
+        size = len(_BATCH_OPEN) + len(_BATCH_CLOSE) + self._stamp_size - 1  # the first message needs no comma
         empty_size = size
         refused: list[DeliveryResult] = []
         for message in messages:

@@ -84,6 +84,26 @@ def check_inputs(conn: sa.Connection, engage_schema: str = ENGAGE_SCHEMA) -> Non
         )
 
 
+EMAILS_TABLE = "engage_user_emails"
+"""Optional input: one row per user_id with the email Identify calls carry in ``traits.email``."""
+
+
+def emails_relation(conn: sa.Connection, engage_schema: str = ENGAGE_SCHEMA) -> str | None:
+    """``<schema>.engage_user_emails`` when it exists with user_id and email columns, else None."""
+    schema = _identifier(engage_schema)
+    found = {
+        str(row[0])
+        for row in conn.execute(
+            sa.text(
+                "select column_name from information_schema.columns where table_schema = :schema "
+                "and table_name = :table and column_name in ('user_id', 'email')"
+            ),
+            {"schema": schema, "table": EMAILS_TABLE},
+        )
+    }
+    return f"{schema}.{EMAILS_TABLE}" if found == {"user_id", "email"} else None
+
+
 def compute_changes(
     conn: sa.Connection, dialect: Dialect, destination: str, engage_schema: str = ENGAGE_SCHEMA
 ) -> DiffCounts:

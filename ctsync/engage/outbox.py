@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -48,8 +49,15 @@ def reconcile_outbox(
     space_id: str,
     timestamp: str,
     at: datetime,
+    original_timestamp: str | None = None,
+    integrations: dict[str, Any] | None = None,
+    emails: str | None = None,
 ) -> Reconciled:
-    """Bring the outbox in line with ``ctsync_changes`` (inside the caller's transaction)."""
+    """Bring the outbox in line with ``ctsync_changes`` (inside the caller's transaction).
+
+    ``emails`` names a relation of (user_id, email) whose email new payloads carry in
+    ``traits.email`` (:func:`ctsync.engage.payloads.payload_sql`); None: no emails known.
+    """
     superseded = conn.execute(
         sa.text(
             f"""
@@ -83,7 +91,8 @@ def reconcile_outbox(
             )
             select
                 c.new_seq, c.message_id, :destination, c.computation_class, c.computation_key, c.id_type,
-                c.person_id, c.user_id, c.anonymous_id, c.value, {payload_sql(dialect, "c", "k")}, 'pending', 0, 0, 0,
+                c.person_id, c.user_id, c.anonymous_id, c.value,
+                {payload_sql(dialect, "c", "k", "e.email" if emails else None)}, 'pending', 0, 0, 0,
                 :at, :at, :run_id
             from (
                 select new_seq, {dialect.new_message_id("new_seq")} as message_id, computation_class,
@@ -93,6 +102,7 @@ def reconcile_outbox(
             ) as c
             inner join ({payload_context_sql(dialect, computations)}) as k
                 on k.computation_class = c.computation_class and k.computation_key = c.computation_key
+            {_email_join(emails)}
             """
         ),
         {
@@ -100,10 +110,23 @@ def reconcile_outbox(
             "at": at,
             "run_id": run_id,
             "message_id_prefix": message_id_prefix(at),
-            **payload_constants(space_id, timestamp),
+            **payload_constants(space_id, timestamp, original_timestamp=original_timestamp, integrations=integrations),
         },
     ).rowcount
     return Reconciled(superseded=max(superseded, 0), reused=max(reused, 0), inserted=max(inserted, 0))
+
+
+def _email_join(emails: str | None) -> str:
+    """LEFT JOIN of each change's email (one per user_id: the greatest if a relation has more)."""
+    if emails is None:
+        return ""
+    return f"""
+            left join (
+                select user_id, max(email) as email
+                from {emails}
+                where user_id is not null and email is not null and email <> ''
+                group by user_id
+            ) as e on e.user_id = c.user_id"""
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ import sqlalchemy as sa
 from ctsync.destinations.base import Destination
 from ctsync.destinations.config import SecretResolver, open_destination
 from ctsync.engage.crash import CRASH_EXIT_CODE, CRASH_HOOK_ENV, CrashHook
-from ctsync.engage.diff import CHANGES, ENGAGE_SCHEMA, DiffCounts, check_inputs, compute_changes
+from ctsync.engage.diff import CHANGES, ENGAGE_SCHEMA, DiffCounts, check_inputs, compute_changes, emails_relation
 from ctsync.engage.guard import MassChangeGuard, MassChangeRefused, resolve_guard
 from ctsync.engage.outbox import count_pending, prune_outbox, reconcile_outbox
-from ctsync.engage.payloads import iso_timestamp, space_id_from
+from ctsync.engage.payloads import engage_integrations, iso_original_timestamp, iso_timestamp, space_id_from
 from ctsync.engage.preview import check_output_path, preview_changes, write_changes
 from ctsync.engage.send import DEFAULT_CHUNK_SIZE, Sender, save_counts
 from ctsync.engage.state import (
@@ -184,11 +184,13 @@ class _Run:
     keep_sent_days: int = DEFAULT_KEEP_SENT_DAYS
     output: Path | None = None
     run_id: str = ""
+    destination_kind: str = "segment"
 
     def execute(self, conn: sa.Connection, dest: Destination, *, dry_run: bool, wait_seconds: float) -> SyncSummary:
         started = now()
         self.run_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         summary = SyncSummary(self.run_id, self.destination_name, dest.kind, dry_run)
+        self.destination_kind = dest.kind
         dialect = Dialect.of(conn)
         with conn.begin():
             create_state_tables(conn)
@@ -233,6 +235,7 @@ class _Run:
             except sa.exc.SQLAlchemyError:
                 logger.warning("could not release the sync lock of %s; the next run takes it over", self.run_id)
         summary.rejections = sender.top_problems()
+        summary.left_out_reasons = sender.top_left_out()
         return summary
 
     # -- phases ---------------------------------------------------------------------------
@@ -282,6 +285,9 @@ class _Run:
                 run_id=self.run_id,
                 space_id=self.space_id,
                 timestamp=iso_timestamp(started),
+                original_timestamp=iso_original_timestamp(started),
+                integrations=engage_integrations(self.destination_kind),
+                emails=emails_relation(conn, self.engage_schema),
                 at=now(),
             )
             conn.execute(sa.text(f"drop table if exists {CHANGES}"))

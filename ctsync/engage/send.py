@@ -51,6 +51,8 @@ class Sender:
     first_seq: int | None = None
     """The first message this run handed over (its results are counted per computation from there)."""
     problems: Counter[tuple[str | None, str | None]] = field(default_factory=Counter)
+    left_out: Counter[str] = field(default_factory=Counter)
+    """Reasons values were left out of messages handed over (``<field>: <reason>``)."""
     _last_heartbeat: float = 0.0
 
     def send(self, conn: sa.Connection, dialect: Dialect, dest: Destination, summary: SyncSummary) -> None:
@@ -112,6 +114,9 @@ class Sender:
                     for r in results:
                         if r.status is not DeliveryStatus.SENT:
                             self.problems[(r.code, r.reason)] += 1
+                        if r.left_out:
+                            summary.values_left_out += len(r.left_out)
+                            self.left_out.update(r.left_out)
                     if time.monotonic() - self._last_heartbeat > HEARTBEAT_SECONDS:
                         heartbeat(conn, self.destination_name, self.run_id)
                         save_counts(conn, self.run_id, summary)
@@ -125,6 +130,9 @@ class Sender:
 
     def top_problems(self, limit: int = 5) -> list[tuple[str | None, str | None, int]]:
         return [(code, reason, count) for (code, reason), count in self.problems.most_common(limit)]
+
+    def top_left_out(self, limit: int = 5) -> list[tuple[str, int]]:
+        return self.left_out.most_common(limit)
 
 
 def save_counts(conn: sa.Connection, run_id: str, summary: SyncSummary) -> None:

@@ -110,6 +110,14 @@ sync_runs = sa.Table(
         server_default=sa.text("0"),
         comment="old messages no run needs again, deleted from the outbox",
     ),
+    sa.Column(
+        "values_left_out",
+        sa.BigInteger,
+        nullable=False,
+        default=0,
+        server_default=sa.text("0"),
+        comment="values the destination cannot take, left out of the messages handed over",
+    ),
     sa.Column("error", sa.Text),
 )
 

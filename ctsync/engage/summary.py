@@ -117,6 +117,11 @@ class SyncSummary:
     in a dry run, would be) refused, or that the operator allowed it."""
     output: str | None = None
     """Dry runs with an output file: where the full diff was written."""
+    values_left_out: int = 0
+    """Values the destination cannot take (a gender other than M/F, a birthday that is no date),
+    left out of messages that were sent without them."""
+    left_out_reasons: list[tuple[str, int]] = field(default_factory=list)
+    """The most frequent (reason, count) of ``values_left_out``."""
 
     @property
     def changes(self) -> int:
@@ -143,6 +148,7 @@ class SyncSummary:
             "failed": self.failed,
             "pending": self.pending,
             "pruned from the outbox": self.pruned,
+            "values left out": self.values_left_out,
         }
 
 
@@ -159,6 +165,7 @@ COUNTERS = (
     "retired_audiences",
     "retired_traits",
     "pruned",
+    "values_left_out",
 )
 """The ``sync_runs`` columns a summary fills."""
 

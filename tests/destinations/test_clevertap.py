@@ -163,6 +163,9 @@ def test_users_with_both_ids_get_object_id_and_identity_in_profile_data(
         EPOCH_1990,
         float(EPOCH_1990),
         EPOCH_1990 * 1000,
+        str(EPOCH_1990),
+        f" {EPOCH_1990 * 1000} ",
+        f"{EPOCH_1990}.5",
         f"$D_{EPOCH_1990}",
     ],
 )
@@ -176,8 +179,6 @@ def test_birthday_becomes_a_clevertap_date(birthday: object) -> None:
     ("payload", "code"),
     [
         ({"traits": {"x": 1}}, "missing_identity"),
-        ({"userId": "u", "traits": {"birthday": "next tuesday"}}, "bad_birthday"),
-        ({"userId": "u", "traits": {"birthday": True}}, "bad_birthday"),
         ({"userId": "u", "traits": {"名前": 1}}, "bad_trait_name"),
         ({"userId": "u", "traits": ["not", "an", "object"]}, "bad_traits"),
         ({"userId": "u", "timestamp": "yesterday", "traits": {}}, "bad_timestamp"),
@@ -195,6 +196,66 @@ def test_identifies_that_cannot_become_records_are_rejected_without_being_sent(
     assert results["bad"].attempts == 0
     assert results[identify(1).message_id].status is DeliveryStatus.SENT
     assert len(sent_records(server)) == 1
+
+
+@pytest.mark.parametrize(
+    ("traits", "expected", "reason"),
+    [
+        ({"gender": "other", "x": 1}, {"x": 1}, "Gender: the gender is neither M nor F"),
+        ({"gender": 1, "x": 1}, {"x": 1}, "Gender: the gender is neither M nor F"),
+        ({"birthday": "next tuesday", "x": 1}, {"x": 1}, "DOB: the birthday is not a date"),
+        ({"birthday": True, "x": 1}, {"x": 1}, "DOB: the birthday is not a date"),
+    ],
+)
+def test_values_clevertap_would_refuse_are_left_out_and_the_rest_is_sent(
+    server: CleverTapServer,
+    client: CleverTapUploadClient,
+    traits: dict[str, Any],
+    expected: dict[str, Any],
+    reason: str,
+) -> None:
+    message = OutboundMessage("m", {"type": "identify", "userId": "u-1", "traits": traits})
+
+    results = deliver_all(client, [message])
+
+    assert results["m"].status is DeliveryStatus.SENT
+    (note,) = results["m"].left_out
+    assert note.startswith(reason)
+    assert server.profile(identity="u-1") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("male", "M"),
+        (" Female ", "F"),
+        ("M", "M"),
+        ("f", "F"),
+        ("woman", "F"),
+        ("MAN", "M"),
+    ],
+)
+def test_gender_is_normalised_to_m_or_f(value: str, expected: str) -> None:
+    assert profile_record({"userId": "u", "traits": {"gender": value}})["profileData"] == {"Gender": expected}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-01T10:00:00Z", "$D_1793527200"),
+        ("2026-11-01T15:30:00+05:30", "$D_1793527200"),
+        ("2026-11-01", "$D_1793491200"),
+        ("2026-11-01T10:00:00", "2026-11-01T10:00:00"),  # no offset: not a timestamp trait value
+        ("2026-02-30", "2026-02-30"),
+        ("4.2.0", "4.2.0"),
+        ("1793527200", "1793527200"),  # digits in a custom trait are a string, not a date
+        (450.5, 450.5),
+    ],
+)
+def test_date_and_timestamp_traits_become_clevertap_dates(value: object, expected: object) -> None:
+    assert profile_record({"userId": "u", "traits": {"last_order_at": value}})["profileData"] == {
+        "last_order_at": expected
+    }
 
 
 # -- batching and concurrency --------------------------------------------------------

@@ -125,6 +125,18 @@ def test_jsonl_from_settings(closing: list[Destination], tmp_path: Path) -> None
     assert (tmp_path / "a.jsonl").read_text().count("\n") == 1
 
 
+def test_the_environment_wins_over_the_settings_file_for_a_built_in_name(
+    closing: list[Destination], tmp_path: Path
+) -> None:
+    settings = {"type": "jsonl", "path": str(tmp_path / "file.jsonl")}
+    redirected = build(closing, "jsonl", settings, {"CTSYNC_JSONL_PATH": str(tmp_path / "env.jsonl")})
+    other_name = build(closing, "audit", settings, {"CTSYNC_JSONL_PATH": str(tmp_path / "env.jsonl")})
+
+    assert send_one(redirected) is DeliveryStatus.SENT and send_one(other_name) is DeliveryStatus.SENT
+    assert (tmp_path / "env.jsonl").read_text().count("\n") == 1
+    assert (tmp_path / "file.jsonl").read_text().count("\n") == 1
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

@@ -88,6 +88,39 @@ def test_sends_identify_calls_with_basic_auth_and_all_are_sent(
     assert request.headers["content-type"] == "application/json"
 
 
+def test_each_attempt_carries_sent_at_and_the_write_key_and_retries_say_their_count(
+    server: SegmentServer, client: SegmentHttpClient
+) -> None:
+    server.fail_next(2, 503)
+    before = datetime.now(UTC)
+
+    deliver_all(client, identifies(3))
+
+    first, second, third = server.requests
+    bodies = [request.json() for request in (first, second, third)]
+    for body in bodies:
+        assert list(body) == ["batch", "sentAt", "writeKey"]
+        assert body["writeKey"] == WRITE_KEY
+        sent_at = datetime.fromisoformat(body["sentAt"])
+        assert sent_at.utcoffset() is not None and sent_at.utcoffset().total_seconds() == 0
+        assert before <= sent_at <= datetime.now(UTC)
+        assert body["sentAt"].endswith("+00:00")  # as datetime.isoformat() writes it in the official client
+    assert [body["batch"] for body in bodies[1:]] == [bodies[0]["batch"]] * 2
+    assert bodies[0]["sentAt"] < bodies[1]["sentAt"] < bodies[2]["sentAt"]  # stamped per attempt
+    assert "x-retry-count" not in first.headers
+    assert (second.headers["x-retry-count"], third.headers["x-retry-count"]) == ("1", "2")
+    assert first.headers["user-agent"].startswith("ctsync/")
+
+
+def test_batches_with_their_stamp_stay_under_the_byte_limit(server: SegmentServer) -> None:
+    limit = 40_000
+    with SegmentHttpClient(WRITE_KEY, base_url=server.url, max_batch_bytes=limit, max_message_bytes=30_000) as made:
+        deliver_all(made, identifies(400, note="x" * 300))
+
+    assert len(server.requests) > 1
+    assert max(len(request.body) for request in server.requests) <= limit
+
+
 def test_fills_in_a_missing_message_id_from_the_outbox(server: SegmentServer, client: SegmentHttpClient) -> None:
     message = identify(1)
     del message.payload["messageId"]

@@ -148,6 +148,21 @@ class EngageData:
         finally:
             engine.dispose()
 
+    def emails(self, emails: Mapping[str, str | None]) -> None:
+        """(Re)create ``engage.engage_user_emails`` (what dbt builds) with these user_id -> email rows."""
+        engine = self._engine()
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text("drop table if exists engage.engage_user_emails"))
+                conn.execute(sa.text("create table engage.engage_user_emails (user_id varchar, email varchar)"))
+                if emails:
+                    conn.execute(
+                        sa.text("insert into engage.engage_user_emails values (:user_id, :email)"),
+                        [{"user_id": user, "email": email} for user, email in emails.items()],
+                    )
+        finally:
+            engine.dispose()
+
     def retire_trait(self, key: str) -> None:
         self.sql("delete from engage.engage_traits where trait_key = :key", key=key)
         self.sql("delete from engage.engage_computed_traits where trait_key = :key", key=key)

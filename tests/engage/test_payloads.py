@@ -14,6 +14,7 @@ from ctsync.engage.payloads import (
     DEFAULT_SPACE_ID,
     LIBRARY_VERSION,
     computation_id,
+    engage_integrations,
     identify_payload,
     iso_timestamp,
     payload_constants,
@@ -30,37 +31,47 @@ from tests.servers.segment import SegmentServer
 
 COMPUTATION = "(select cast(:cls as varchar) as computation_class, cast(:key as varchar) as computation_key)"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+ORIGINAL_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 BACKENDS = ("duckdb", "postgres")
 
 
 @pytest.mark.parametrize(
-    ("computation_class", "key", "value", "user_id", "anonymous_id"),
+    ("computation_class", "key", "value", "user_id", "anonymous_id", "email"),
     [
-        ("audience", "first_time_shopper", True, "u123", "a1"),
-        ("audience", "dormant_shoppers", False, "u123", None),
-        ("audience", "visitors", True, None, "anon-1"),
-        ("trait", "total_revenue_180_days", 450.5, "u1", None),
-        ("trait", "favourite_quote", 'say "hi"\\ \n ünïcode ✓', 'user "quoted"', None),
-        ("trait", "gone", None, "u1", "a1"),
-        ("trait", "tags", ["a", "b"], "u1", None),
+        ("audience", "first_time_shopper", True, "u123", "a1", "jane@example.com"),
+        ("audience", "dormant_shoppers", False, "u123", None, None),
+        ("audience", "visitors", True, None, "anon-1", None),
+        ("trait", "total_revenue_180_days", 450.5, "u1", None, 'odd"quote@example.com'),
+        ("trait", "favourite_quote", 'say "hi"\\ \n ünïcode ✓', 'user "quoted"', None, None),
+        ("trait", "gone", None, "u1", "a1", "x@example.com"),
+        ("trait", "tags", ["a", "b"], "u1", None, None),
+        ("trait", "email", "computed@example.com", "u1", None, "profile@example.com"),
     ],
 )
 def test_sql_payload_matches_the_python_reference(
-    warehouse: str, computation_class: str, key: str, value: Any, user_id: str | None, anonymous_id: str | None
+    warehouse: str,
+    computation_class: str,
+    key: str,
+    value: Any,
+    user_id: str | None,
+    anonymous_id: str | None,
+    email: str | None,
 ) -> None:
     engine = state_engine(warehouse)
     with engine.connect() as conn:
         dialect = Dialect.of(conn)
         built = conn.execute(
             sa.text(
-                f"select {payload_sql(dialect, 'c', 'k')} from (select cast(:cls as varchar) as computation_class, "
+                f"select {payload_sql(dialect, 'c', 'k', 'e.email')} from ("
+                "select cast(:cls as varchar) as computation_class, "
                 "cast(:key as varchar) as computation_key, cast(:user_id as varchar) as user_id, "
                 "cast(:anonymous_id as varchar) as anonymous_id, cast(:value as varchar) as value, "
                 "cast(:message_id as varchar) as message_id) as c "
                 f"inner join ({payload_context_sql(dialect, COMPUTATION)}) as k "
-                "on k.computation_class = c.computation_class and k.computation_key = c.computation_key"
-            ),
+                "on k.computation_class = c.computation_class and k.computation_key = c.computation_key "
+                "cross join (select cast(:email as varchar) as email) as e"
+            ).bindparams(sa.bindparam("email", email)),
             {
                 "cls": computation_class,
                 "key": key,
@@ -68,7 +79,12 @@ def test_sql_payload_matches_the_python_reference(
                 "anonymous_id": anonymous_id,
                 "value": json.dumps(value),
                 "message_id": "personas_0123",
-                **payload_constants("spa_x", "2024-05-03T19:42:50.066Z"),
+                **payload_constants(
+                    "spa_x",
+                    "2024-05-03T19:42:50.066Z",
+                    original_timestamp="2024-05-03T19:42:50.066179Z",
+                    integrations=engage_integrations("clevertap"),
+                ),
             },
         ).scalar_one()
     engine.dispose()
@@ -80,7 +96,10 @@ def test_sql_payload_matches_the_python_reference(
         anonymous_id=anonymous_id,
         message_id="personas_0123",
         timestamp="2024-05-03T19:42:50.066Z",
+        original_timestamp="2024-05-03T19:42:50.066179Z",
         space_id="spa_x",
+        email=email,
+        integrations=engage_integrations("clevertap"),
     )
     assert json.loads(built) == expected
     assert list(json.loads(built)) == list(expected)  # same key order too
@@ -89,17 +108,32 @@ def test_sql_payload_matches_the_python_reference(
 def test_payload_shape_on_the_segment_server(
     engage: EngageData, segment: SegmentHttpClient, segment_server: SegmentServer
 ) -> None:
-    engage.audience("first_time_shopper", users(123))
+    engage.audience("first_time_shopper", users(123, 124))
+    engage.emails({"u123": "jane@example.com", "u999": "other@example.com"})
 
     sync_destination(
         "segment", warehouse=engage.warehouse, destination=segment, environ={"CTSYNC_SPACE_ID": "spa_o1E9"}
     )
 
-    (message,) = segment_server.messages
-    assert list(message) == ["type", "userId", "anonymousId", "traits", "context", "messageId", "timestamp"]
+    message, without_email = sorted(segment_server.messages, key=lambda m: m["userId"])
+    assert list(message) == [
+        "type",
+        "userId",
+        "anonymousId",
+        "traits",
+        "context",
+        "integrations",
+        "messageId",
+        "timestamp",
+        "originalTimestamp",
+    ]
     assert message["type"] == "identify"
     assert (message["userId"], message["anonymousId"]) == ("u123", "a123")
-    assert message["traits"] == {"first_time_shopper": True}
+    assert message["traits"] == {"first_time_shopper": True, "email": "jane@example.com"}
+    assert without_email["traits"] == {"first_time_shopper": True}  # no email known for u124
+    assert message["integrations"] == {"All": True, "Warehouses": {"all": False}}
+    assert ORIGINAL_TIMESTAMP.fullmatch(message["originalTimestamp"])
+    assert message["originalTimestamp"][:23] == message["timestamp"][:23]
     assert message["context"] == {
         "personas": {
             "computation_class": "audience",
@@ -112,8 +146,8 @@ def test_payload_shape_on_the_segment_server(
     }
     assert re.fullmatch(r"personas_[0-9a-f]{32}", message["messageId"])
     assert TIMESTAMP.fullmatch(message["timestamp"])
-    (row,) = engage.outbox()
-    assert json.loads(row["payload"]) == message  # stored before it was sent, exactly as sent
+    stored = {json.loads(row["payload"])["messageId"]: json.loads(row["payload"]) for row in engage.outbox()}
+    assert stored[message["messageId"]] == message  # stored before it was sent, exactly as sent
 
 
 def test_the_library_version_is_the_installed_one() -> None:
@@ -143,3 +177,21 @@ def test_timestamps_are_utc_with_milliseconds_and_z() -> None:
 
     moment = datetime(2024, 5, 3, 21, 42, 50, 66179, tzinfo=timezone(timedelta(hours=2)))
     assert iso_timestamp(moment) == "2024-05-03T19:42:50.066Z"
+
+
+def test_a_value_clevertap_would_refuse_is_left_out_and_counted_in_the_run(
+    engage: EngageData, clevertap: Any, clevertap_server: Any
+) -> None:
+    engage.trait("gender", {("u1", None): "other", ("u2", None): "female"}, value_type="string")
+    engage.emails({"u1": "one@example.com"})
+
+    summary = sync_destination("clevertap", warehouse=engage.warehouse, destination=clevertap)
+
+    assert (summary.sent, summary.rejected, summary.values_left_out) == (2, 0, 1)
+    assert summary.left_out_reasons == [
+        ("Gender: the gender is neither M nor F (CleverTap refuses other values with 514)", 1)
+    ]
+    assert clevertap_server.profile(identity="u1") == {"Email": "one@example.com"}
+    assert clevertap_server.profile(identity="u2") == {"Gender": "F"}
+    (run,) = engage.runs()
+    assert run["values_left_out"] == 1

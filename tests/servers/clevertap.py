@@ -6,7 +6,11 @@ real API), and the shape of each profile record. Records it refuses are answered
 real API: HTTP 200, ``status: success``, and an ``unprocessed`` entry whose ``error`` ends
 with "Skipped record number : N" and whose ``record`` is the record as a JSON *string*.
 Accepted records are kept (``records``) and merged into profiles like CleverTap's upsert
-(``profile(identity=...)`` / ``profile(object_id=...)``).
+(``profile(identity=...)`` / ``profile(object_id=...)``). Event records (``type: event``) are
+appended to ``events`` every time they arrive, as CleverTap appends them (a repeat is a
+duplicate); they are checked like the real API: ``evtName`` (509), one identifier (523), ``ts``
+(525), a restricted system event (513), and no nested objects or arrays in ``evtData`` except
+Charged's ``Items`` (512). Device-token records (``type: token``) land in ``tokens``.
 
 CleverTap upserts each record on its own, so records of requests in flight together may land in
 any order. With ``landing_seed`` set, accepted records wait (``waiting``) and :meth:`settle`
@@ -31,6 +35,21 @@ import pytest
 from tests.servers import FakeHttpApi, RecordedRequest, Reply
 
 MAX_RECORDS = 1000
+RESTRICTED_EVENTS = frozenset(
+    {
+        "Stayed",
+        "Notification Clicked",
+        "Notification Viewed",
+        "UTM Visited",
+        "Notification Sent",
+        "App Launched",
+        "wzrk_d",
+        "App Uninstalled",
+        "Notification Bounced",
+        "Geocluster Entered",
+        "Geocluster Exited",
+    }
+)
 _E164 = re.compile(r"\+[1-9]\d{5,14}")
 
 
@@ -70,7 +89,11 @@ class CleverTapServer(FakeHttpApi):
         self.include_record_number = include_record_number
         self.processed_override = processed_override
         self.records: list[dict[str, Any]] = []
-        """Every accepted record, in the order it was applied to the profiles."""
+        """Every accepted profile record, in the order it was applied to the profiles."""
+        self.events: list[dict[str, Any]] = []
+        """Every accepted event record, in arrival order, repeats included."""
+        self.tokens: list[dict[str, Any]] = []
+        """Every accepted device-token record."""
         self.waiting: list[dict[str, Any]] = []
         """Accepted records not applied yet (``landing_seed`` set, :meth:`settle` not called since)."""
         self._landing = random.Random(landing_seed) if landing_seed is not None else None
@@ -144,7 +167,11 @@ class CleverTapServer(FakeHttpApi):
         with self.lock:
             for number, record in enumerate(records, start=1):
                 problem = self._problem(record)
-                if problem is None and self._landing is not None:
+                if problem is None and record.get("type") == "event":
+                    self.events.append(record)
+                elif problem is None and record.get("type") == "token":
+                    self.tokens.append(record)
+                elif problem is None and self._landing is not None:
                     self.waiting.append(record)
                 elif problem is None:
                     self._apply(record)
@@ -173,14 +200,21 @@ class CleverTapServer(FakeHttpApi):
         """The (code, error) CleverTap would answer for this record, or None to accept it."""
         if not isinstance(record, dict):
             return 512, "Invalid record structure."
-        if record.get("type") != "profile":
-            return 524, "Record is neither an event nor a profile (this server takes profiles)."
+        if record.get("type") not in ("profile", "event", "token"):
+            return 524, "Record is neither an event nor a profile."
         identifiers = [key for key in ("identity", "objectId") if record.get(key) not in (None, "")]
         if len(identifiers) != 1:
             return 523, "Exactly one of identity and objectId must be set."
         ts = record.get("ts")
         if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool)):
             return 525, "ts is not a valid UNIX epoch."
+        if record["type"] == "event":
+            return self._event_problem(record)
+        if record["type"] == "token":
+            data = record.get("tokenData")
+            if not isinstance(data, dict) or not data.get("id") or data.get("type") not in ("fcm", "apns"):
+                return 530, "tokenData must have an id and a type of fcm or apns."
+            return None
         data = record.get("profileData")
         if not isinstance(data, dict):
             return 512, "profileData must be an object."
@@ -197,6 +231,28 @@ class CleverTapServer(FakeHttpApi):
         if ids & self.reject_identities:
             return True
         return self.reject_when is not None and self.reject_when(record)
+
+    def _event_problem(self, record: dict[str, Any]) -> tuple[int, str] | None:
+        name = record.get("evtName")
+        if not isinstance(name, str) or not name:
+            return 509, "Event name is mandatory."
+        if name in RESTRICTED_EVENTS:
+            return 513, "Raised a restricted system event."
+        data = record.get("evtData")
+        if not isinstance(data, dict):
+            return 512, "Invalid event structure."
+        for key, value in data.items():
+            if name == "Charged" and key == "Items":
+                if not isinstance(value, list) or not all(
+                    isinstance(item, dict) and not any(isinstance(v, dict | list) for v in item.values())
+                    for item in value
+                ):
+                    return 512, "Charged Items must be an array of flat objects."
+            elif isinstance(value, dict | list):
+                return 512, "Invalid event structure: nested objects and arrays are not allowed."
+        if self._refused(record, data):
+            return self.reject_code, self.reject_error
+        return None
 
     @staticmethod
     def _field_problem(data: dict[str, Any]) -> tuple[int, str] | None:
