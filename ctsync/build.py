@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from ctsync.errors import CtsyncError, WarehouseBusy
+from ctsync.lineage import write_engage_model_names
 from ctsync.sources import find_clevertap_sources, reading, require_clevertap_sources
 from ctsync.warehouse.connection import WarehouseTarget, parse_warehouse
 from ctsync.warehouse.targets import Target
@@ -48,7 +49,10 @@ def project_dir() -> Path:
     for folder in (Path.cwd(), *Path(__file__).resolve().parents):
         if (folder / "dbt_project.yml").is_file():
             return folder
-    raise CtsyncError("no dbt_project.yml found: run from the project folder or set CTSYNC_PROJECT_DIR")
+    raise CtsyncError(
+        "no dbt_project.yml here or above: run from the project folder, set CTSYNC_PROJECT_DIR, "
+        "or create a project with `ctsync init DIR`"
+    )
 
 
 def _child_environment(warehouse: str | None) -> dict[str, str]:
@@ -142,6 +146,12 @@ def build_models(
     if full_refresh:
         args.append("--full-refresh")
     started = time.perf_counter()
+    listed = write_engage_model_names(folder)
+    if listed is not None and on_log is not None:
+        on_log("info", f"listed the audience and trait models for dbt's lineage in {listed}")
+    if needs_packages(folder):
+        deps = ["--no-use-colors", "--log-level", "none", "deps", "--project-dir", str(folder)]
+        _run_child(deps, environment, on_log)
     outcome = _run_child(args, environment, on_log)
     result = BuildResult(
         success=outcome["success"],
@@ -158,6 +168,11 @@ def build_models(
             if on_log is not None:
                 on_log("warn", f"the sizes of this build could not be read back: {exc}")
     return result
+
+
+def needs_packages(folder: Path) -> bool:
+    """The project depends on dbt packages (ctsync's, in a project from ``ctsync init``) not installed yet."""
+    return (folder / "packages.yml").is_file() and not any((folder / "dbt_packages").glob("*"))
 
 
 def _run_child(args: list[str], environment: dict[str, str], on_log: LogCallback | None) -> dict[str, Any]:

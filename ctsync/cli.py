@@ -4,26 +4,42 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ctsync.cli_support import run_command
+from ctsync.cli_support import (
+    JsonOption,
+    VersionOption,
+    WarehouseOption,
+    err,
+    out,
+    print_json,
+    progress_bar,
+    run_command,
+    styled,
+    use_storage_settings,
+)
 from ctsync.errors import CtsyncError
 from ctsync.settings import load_settings
+
+if TYPE_CHECKING:  # imported when a command runs, not for --help
+    from ctsync.warehouse.loader import LoadSummary
 
 app = typer.Typer(
     name="ctsync",
     help="CleverTap exports -> Segment-style warehouse tables -> dbt audiences -> Identify calls.",
     no_args_is_help=True,
-    add_completion=False,
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+@app.callback()
+def main(version: VersionOption = False) -> None:
+    """CleverTap exports -> Segment-style warehouse tables -> dbt audiences -> Identify calls."""
 
 
 @app.command()
@@ -45,14 +61,14 @@ def sample(
     from ctsync.exports.sample import write_sample_export
 
     def action() -> None:
-        end_at = _parse_end(end)
-        with Progress(
+        if out_dir.exists() and not out_dir.is_dir():
+            raise CtsyncError(f"{out_dir} is a file: give a folder to write the export into")
+        end_at = _parse_end(end, "--end")
+        with progress_bar(
             TextColumn("writing sample"),
             BarColumn(),
             TextColumn("{task.completed:,}/{task.total:,} events"),
             TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
         ) as progress:
             task = progress.add_task("events", total=events)
             summary = write_sample_export(
@@ -67,7 +83,7 @@ def sample(
                 profiles=not no_profiles,
                 progress=lambda n: progress.advance(task, n),
             )
-        console.print(
+        out().print(
             f"wrote {summary.events:,} events for {summary.users:,} users in {len(summary.files)} files "
             f"to {summary.directory}" + (f" (profiles: {summary.profile_file.name})" if summary.profile_file else "")
         )
@@ -75,37 +91,56 @@ def sample(
     run_command(action)
 
 
-def _parse_end(value: str | None) -> datetime | None:
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder for the new project (created if needed).")],
+    name: Annotated[
+        str | None, typer.Option(help="The dbt project's name [default: the folder's name in snake_case].")
+    ] = None,
+) -> None:
+    """Start a project: a dbt project on ctsync's dbt package, ctsync.yml, profiles.yml, prefect.yaml and flows."""
+    from ctsync.scaffold import init_project
+
+    scaffold = run_command(lambda: init_project(directory, name=name))
+    out().print(f"created the project {scaffold.name} in {directory}: {', '.join(sorted(scaffold.written))}")
+    out().print(
+        f"next: cd {directory}; ctsync sample demo/export; ctsync load demo/export --nickname CleverTap_Prod; "
+        "ctsync build; ctsync sync --destination jsonl. Add audiences to models/audiences/ (see its README.md)."
+    )
+
+
+def _parse_end(value: str | None, option: str) -> datetime | None:
     if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise CtsyncError(f"--end must be an ISO date or time such as 2026-11-01, not {value!r}") from exc
+        raise CtsyncError(f"{option} must be an ISO date or time such as 2026-11-01, not {value!r}") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @app.command()
 def load(
-    paths: Annotated[list[str], typer.Argument(help="Export files, folders or globs (local or s3://...).")],
+    paths: Annotated[
+        list[str], typer.Argument(metavar="PATH", help="Export files, folders or globs (local or s3://...).")
+    ],
     nickname: Annotated[str, typer.Option(help="Source nickname; its schema name holds the tables.")],
     timezone: Annotated[str, typer.Option(help="The CleverTap project's IANA timezone (ts is local).")] = "UTC",
     region: Annotated[str, typer.Option(help="The source's region: us or eu.")] = "us",
-    warehouse: Annotated[
-        str | None,
-        typer.Option(help="DuckDB file, duckdb:/// URL or postgresql:// URL [env CTSYNC_WAREHOUSE]."),
-    ] = None,
+    warehouse: WarehouseOption = None,
     user_id_fields: Annotated[
         str, typer.Option(help="Profile fields for user_id, in priority order.")
     ] = "identity,email,phone",
     anonymous_id_field: Annotated[str, typer.Option(help="Profile field for anonymous_id.")] = "objectId",
+    json_output: JsonOption = False,
 ) -> None:
     """Load CleverTap event export files into Segment-style tables."""
     from ctsync.warehouse.events import IdentifierPriority
-    from ctsync.warehouse.loader import LoadOptions, LoadSummary, load_export_files
+    from ctsync.warehouse.loader import LoadOptions, load_export_files
 
     def action() -> LoadSummary:
         settings = load_settings()
+        use_storage_settings(None)
         fields = tuple(field.strip() for field in user_id_fields.split(",") if field.strip())
         if not fields:
             raise CtsyncError("--user-id-fields needs at least one profile field, e.g. identity,email,phone")
@@ -116,14 +151,12 @@ def load(
             workspace_region=settings.workspace_region,
             identifiers=IdentifierPriority(user_id=fields, anonymous_id=anonymous_id_field.strip()),
         )
-        with Progress(
+        with progress_bar(
             TextColumn("loading"),
             BarColumn(),
             DownloadColumn(),
             TextColumn("{task.fields[files]} files"),
             TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
         ) as progress:
             task = progress.add_task("load", total=None, files=0)
 
@@ -141,25 +174,25 @@ def load(
                 progress=on_progress,
                 on_start=on_start,
             )
-        _print_load_summary(summary)
+        if json_output:
+            print_json(load_summary_document(summary))
+        else:
+            _print_load_summary(summary)
         return summary
 
-    summary = run_command(action)
+    summary = run_command(action, json_output=json_output)
     if summary.problems:
         raise typer.Exit(1)
 
 
-def _print_load_summary(summary: object) -> None:
-    from ctsync.warehouse.loader import LoadSummary
-
-    assert isinstance(summary, LoadSummary)
+def _print_load_summary(summary: LoadSummary) -> None:
     table = Table(title=f"{summary.schema} in {summary.warehouse}", show_lines=False)
     table.add_column("event table")
     table.add_column("new rows", justify="right")
     for name, count in sorted(summary.inserted_by_event.items()):
         table.add_row(name, f"{count:,}")
     if summary.inserted_by_event:
-        console.print(table)
+        out().print(table)
     statuses = ", ".join(
         f"{summary.count(status)} {status}"
         for status in ("loaded", "truncated", "corrupt", "skipped", "unsupported", "failed")
@@ -167,28 +200,50 @@ def _print_load_summary(summary: object) -> None:
     )
     read = summary.total("lines_read")
     speed = f", {read / summary.seconds:,.0f} lines/s" if summary.seconds > 0 and read else ""
-    console.print(f"files: {statuses} | {summary.seconds:.1f} s{speed}")
-    console.print(
+    out().print(f"files: {statuses} | {summary.seconds:.1f} s{speed}")
+    out().print(
         f"lines: {read:,} read = {summary.total('rows_loaded'):,} valid ({summary.total('rows_inserted'):,} new) "
         f"+ {summary.total('rows_rejected'):,} rejected + {summary.total('rows_skipped'):,} skipped: "
-        + ("every line accounted for" if summary.reconciles else "[red]the counts do not reconcile[/]")
+        + ("every line accounted for" if summary.reconciles else "the counts do not reconcile"),
+        style=None if summary.reconciles else "red",
     )
     if summary.total("rows_rejected"):
-        console.print(f"rejected lines are in {summary.schema}._rejected with their reasons")
+        out().print(f"rejected lines are in {summary.schema}._rejected with their reasons")
     unplaced = sum(summary.unplaced_by_table.values())
     if unplaced:
         tables = ", ".join(f"{table} {count:,}" for table, count in sorted(summary.unplaced_by_table.items()))
-        console.print(
+        out().print(
             f"{unplaced:,} values had no column of their own (a repeated key, another spelling of a column, "
             f"a field outside CleverTap's record) and are kept in _unplaced_values: {tables}"
         )
     if summary.interrupted_before:
-        console.print(f"{summary.interrupted_before} file(s) left unfinished by an earlier run were loaded again")
+        out().print(f"{summary.interrupted_before} file(s) left unfinished by an earlier run were loaded again")
     hidden = [result for result in summary.files if result.status == "skipped" and result.file.hidden]
     if hidden:
-        console.print(f"{len(hidden)} hidden file(s) skipped, e.g. {hidden[0].file.url}", highlight=False)
+        out().print(f"{len(hidden)} hidden file(s) skipped, e.g. {hidden[0].file.url}")
     for result in summary.problems:
-        err_console.print(f"[red]{result.status}[/] {result.file.url}: {result.error}", highlight=False)
+        err().print(styled("red", result.status, f" {result.file.url}: {result.error}"))
+
+
+def load_summary_document(summary: LoadSummary) -> dict[str, object]:
+    """``ctsync load --json``: totals, new rows per table and every file with its status and counts."""
+    totals = ("lines_read", "rows_loaded", "rows_inserted", "rows_rejected", "rows_skipped")
+    return {
+        "schema": summary.schema,
+        "warehouse": summary.warehouse,
+        "ok": not summary.problems,
+        "seconds": round(summary.seconds, 3),
+        "files": {status: summary.count(status) for status in sorted({f.status for f in summary.files})},
+        "totals": {name: summary.total(name) for name in totals},
+        "reconciles": summary.reconciles,
+        "new_rows": summary.inserted_by_event,
+        "unplaced_values": summary.unplaced_by_table,
+        "interrupted_before": summary.interrupted_before,
+        "file_results": [
+            {"url": f.file.url, "kind": f.file.kind, "status": f.status, "error": f.error, "counts": f.counts}
+            for f in summary.files
+        ],
+    }
 
 
 @app.command()
@@ -197,45 +252,78 @@ def build(
         str | None, typer.Option(help="Compute memberships and traits as of this ISO time (default now).")
     ] = None,
     target: Annotated[str | None, typer.Option(help="dbt target from profiles.yml (duckdb, postgres).")] = None,
-    warehouse: Annotated[str | None, typer.Option(help="Warehouse [env CTSYNC_WAREHOUSE].")] = None,
+    warehouse: WarehouseOption = None,
     select: Annotated[list[str] | None, typer.Option(help="dbt node selection (repeatable).")] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Build audiences and computed traits: dbt build of the project, with its log."""
     from ctsync.build import BuildResult, build_models
 
     def action() -> BuildResult:
-        moment = _parse_end(as_of)
+        moment = _parse_end(as_of, "--as-of")
 
         def show(level: str, message: str) -> None:
-            err_console.print(message, style={"warn": "yellow", "error": "red"}.get(level), highlight=False)
+            err().print(message, style={"warn": "yellow", "error": "red"}.get(level))
 
         return build_models(warehouse=warehouse, target=target, as_of=moment, select=select or (), on_log=show)
 
-    result = run_command(action)
+    result = run_command(action, json_output=json_output)
+    if json_output:
+        print_json(result)
+        if not result.success:
+            raise typer.Exit(1)
+        return
     counts = ", ".join(f"{count} {name}" for name, count in sorted(result.counts.items()))
-    console.print(f"dbt build {'succeeded' if result.success else 'FAILED'} in {result.seconds:.1f} s: {counts}")
-    console.print(f"sources read: {', '.join(result.sources)}", highlight=False)
+    out().print(f"dbt build {'succeeded' if result.success else 'FAILED'} in {result.seconds:.1f} s: {counts}")
+    out().print(f"sources read: {', '.join(result.sources)}")
     for title, sizes in (
         ("audience members", result.audience_sizes),
         ("people with a trait value", result.trait_sizes),
     ):
         if sizes:
             listed = ", ".join(f"{key} {size:,}" for key, size in sorted(sizes.items()))
-            console.print(f"{title}: {listed}", highlight=False)
+            out().print(f"{title}: {listed}")
     for failure in result.failures:
-        err_console.print(f"[red]failed[/] {failure}", highlight=False)
+        err().print(styled("red", "failed", f" {failure}"))
     if not result.success:
         raise typer.Exit(1)
 
 
+@app.command()
+def report(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
+        "ctsync-report.html"
+    ),
+    runs: Annotated[int, typer.Option(min=1, help="How many recent sync runs to show.")] = 20,
+    warehouse: WarehouseOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Write an HTML page: audience and trait sizes over time (every build) and each sync run's counts."""
+    from ctsync.report import ReportData, write_report
+
+    def action() -> ReportData:
+        return write_report(warehouse or load_settings().warehouse, output, runs=runs)
+
+    data = run_command(action, json_output=json_output)
+    if json_output:
+        print_json({"output": output, "sizes": data.sizes, "runs": data.runs})
+        return
+    builds = len({point.built_at for point in data.sizes})
+    out().print(f"wrote {output}: {builds} build(s), {len(data.runs)} sync run(s); open it in a browser")
+
+
 def _mount() -> None:
+    from ctsync.cli_config import config_app
+    from ctsync.cli_events import events_app
     from ctsync.cli_explain import explain
     from ctsync.cli_exports import exports_app
     from ctsync.cli_sync import register as register_sync
 
     register_sync(app)
+    app.add_typer(config_app, name="config", help="The settings file: validate it, print its JSON Schema.")
     app.command("explain")(explain)
     app.add_typer(exports_app, name="exports", help="CleverTap export jobs: list, show, run, stop, validate.")
+    app.add_typer(events_app, name="events", help="Send warehouse events (Track, Page, Screen) to CleverTap.")
 
 
 _mount()

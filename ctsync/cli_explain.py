@@ -6,15 +6,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from ctsync.cli_support import run_command
+from ctsync.cli_support import WarehouseOption, out, run_command
 from ctsync.settings import load_settings
 
 if TYPE_CHECKING:  # the engine is imported when the command runs, not for --help
     from ctsync.explain import ComputationExplained, Delivery, Explanation
-
-console = Console(highlight=False)
 
 
 def explain(
@@ -23,9 +20,7 @@ def explain(
         str | None,
         typer.Option("--destination", "-d", help="Only this destination (default: every one synced to)."),
     ] = None,
-    warehouse: Annotated[
-        str | None, typer.Option(help="DuckDB file, duckdb:/// URL or postgresql:// URL [env CTSYNC_WAREHOUSE].")
-    ] = None,
+    warehouse: WarehouseOption = None,
     manifest: Annotated[
         str | None,
         typer.Option(help="dbt's manifest.json, for the models' descriptions [default: target/manifest.json]."),
@@ -41,7 +36,7 @@ def explain(
         )
 
     for line in explanation_lines(run_command(action)):
-        console.print(line)
+        out().print(line)
 
 
 def explanation_lines(found: Explanation) -> list[str]:

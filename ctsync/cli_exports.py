@@ -7,11 +7,23 @@ from typing import Annotated, Literal
 
 import typer
 import yaml
-from rich.console import Console, JustifyMethod
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import JustifyMethod
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from ctsync.cli_support import run_command
+from ctsync.cli_support import (
+    ConfigOption,
+    JsonOption,
+    WarehouseOption,
+    err,
+    out,
+    print_json,
+    progress_bar,
+    run_command,
+    styled,
+    use_storage_settings,
+)
 from ctsync.errors import CtsyncError
 from ctsync.jobs.runner import (
     ExportEnvironment,
@@ -38,24 +50,12 @@ exports_app = typer.Typer(
     help="CleverTap export jobs (the exports: section of the settings file): list, show, run, stop, validate.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 
-ConfigOption = Annotated[
-    str | None, typer.Option("--config", help="Project settings file with the exports: section [env CTSYNC_CONFIG].")
-]
-WarehouseOption = Annotated[
-    str | None,
-    typer.Option("--warehouse", help="DuckDB file, duckdb:/// URL or postgresql:// URL [env CTSYNC_WAREHOUSE]."),
-]
-
-
-def _out() -> Console:
-    return Console(highlight=False)
-
-
-def _err() -> Console:
-    return Console(stderr=True, highlight=False)
+_out = out
+_err = err
 
 
 @exports_app.command("list")
@@ -72,6 +72,7 @@ def list_exports(
     page: Annotated[int, typer.Option(help="Page number, from 1.")] = 1,
     config: ConfigOption = None,
     warehouse: WarehouseOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """List exports with their status and last run, newest first."""
 
@@ -87,6 +88,32 @@ def list_exports(
         _print_sync_notes(synced)
         result = synced.store.list_page(filters, page=page, per_page=per_page)
         now = utc_now()
+        if json_output:
+            runs_by_id = synced.store.runs_by_id([e.last_run_id for e in result.exports if e.last_run_id])
+            print_json(
+                {
+                    "page": result.page,
+                    "pages": result.pages,
+                    "per_page": result.per_page,
+                    "total": result.total,
+                    "all_exports": result.all_exports,
+                    "exports": [
+                        {
+                            "name": export.name,
+                            "data_type": export.data_type,
+                            "kind": export.kind,
+                            "status": export.status,
+                            "every_hours": export.every_hours,
+                            "window": export.window,
+                            "nickname": export.definition.get("nickname"),
+                            "next_run_at": export.due_at(),
+                            "last_run": runs_by_id.get(export.last_run_id or ""),
+                        }
+                        for export in result.exports
+                    ],
+                }
+            )
+            return
         table = Table(show_lines=False, caption="times in UTC")
         columns: tuple[tuple[str, JustifyMethod], ...] = (
             ("name", "left"),
@@ -128,7 +155,7 @@ def list_exports(
             if orphans:
                 out.print(f"not in {synced.environment.config} any more (they do not run): {', '.join(orphans)}")
 
-    run_command(action)
+    run_command(action, json_output=json_output)
 
 
 @exports_app.command()
@@ -146,7 +173,7 @@ def show(
         export = synced.store.get(name)
         out = _out()
         now = utc_now()
-        out.print(f"[bold]{export.name}[/]  {_status_text(export.status)}")
+        out.print(Text.assemble((export.name, "bold"), "  ", _status_text(export.status)))
         facts = [
             ("type", f"{export.data_type} ({export.kind})"),
             ("frequency", _frequency_text(export)),
@@ -199,14 +226,13 @@ def run(
     """Run one export now (whether or not it is due) and print what it loaded."""
 
     def action() -> ExportRunResult:
-        with Progress(
+        use_storage_settings(config)
+        with progress_bar(
             TextColumn(f"export {name}"),
             BarColumn(),
             DownloadColumn(),
             TextColumn("{task.fields[files]} files"),
             TimeElapsedColumn(),
-            console=_err(),
-            transient=True,
         ) as progress:
             task = progress.add_task("load", total=None, files=0)
 
@@ -230,10 +256,11 @@ def run_due(config: ConfigOption = None, warehouse: WarehouseOption = None) -> N
     """Run every export that is due: one-time exports still PENDING, recurring ones whose interval has passed."""
 
     def action() -> bool:
+        use_storage_settings(config)
         outcome = run_due_exports(config=config, warehouse=warehouse)
         out = _out()
         for crashed in outcome.crashed_runs:
-            out.print(f"[yellow]recorded a crashed run[/] of {crashed.export_name}: {crashed.error}")
+            out.print(styled("yellow", "recorded a crashed run", f" of {crashed.export_name}: {crashed.error}"))
         for result in outcome.results:
             _print_result(result)
         if outcome.not_due:
@@ -241,7 +268,7 @@ def run_due(config: ConfigOption = None, warehouse: WarehouseOption = None) -> N
         if not outcome.results:
             out.print("no export was due")
         for problem in outcome.problems:
-            _err().print(f"[red]not run:[/] {problem}")
+            _err().print(styled("red", "not run:", f" {problem}"))
         return outcome.ok
 
     if not run_command(action):
@@ -275,7 +302,7 @@ def validate(config: ConfigOption = None, warehouse: WarehouseOption = None) -> 
         exports, problems = validate_exports(environment)
         out = _out()
         for problem in problems:
-            out.print(f"[red]x[/] {problem}")
+            out.print(styled("red", "x", f" {problem}"))
         if problems:
             out.print(f"{exports.path}: {len(problems)} problem(s)")
             return False
@@ -299,10 +326,10 @@ def _print_sync_notes(synced: SyncedExports, only: str | None = None) -> None:
             err.print(f"stored the edit of {job.name!r} ({', '.join(changed)}); it applies from the next run")
     for problem in synced.plan.problems:
         if only in (None, problem.export):
-            err.print(f"[yellow]warning:[/] {problem.message}")
+            err.print(styled("yellow", "warning:", f" {problem.message}"))
     for crashed in synced.crashed_runs:
         if only in (None, crashed.export_name):
-            err.print(f"[yellow]recorded a crashed run[/] of {crashed.export_name!r}: {crashed.error}")
+            err.print(styled("yellow", "recorded a crashed run", f" of {crashed.export_name!r}: {crashed.error}"))
 
 
 def _print_result(result: ExportRunResult) -> None:
@@ -318,27 +345,29 @@ def _print_result(result: ExportRunResult) -> None:
         out.print(table)
     days = f" | days {result.days[0]} to {result.days[1]}" if result.days else ""
     out.print(
-        f"export {result.export!r} ({result.data_type}{days}): run {result.status.value}, now "
-        f"{_status_text(result.export_status)} | files: {counts.files_loaded} loaded, {counts.files_skipped} "
+        f"export {result.export!r} ({result.data_type}{days}): run {result.status.value}, now ",
+        _status_text(result.export_status),
+        f" | files: {counts.files_loaded} loaded, {counts.files_skipped} "
         f"skipped, {counts.files_failed} failed | lines: {counts.lines_read:,} read, {counts.rows_loaded:,} loaded "
         f"({counts.rows_inserted:,} new), {counts.rows_rejected:,} rejected, {counts.rows_skipped:,} skipped "
-        "(outside the data type or days)"
+        "(outside the data type or days)",
+        sep="",
     )
     if result.error:
-        _err().print(f"[red]error:[/] {result.error}")
+        _err().print(styled("red", "error:", f" {result.error}"))
     if summary is not None:
         for failed in summary.failed:
-            _err().print(f"[red]failed[/] {failed.file.url}: {failed.error}")
+            _err().print(styled("red", "failed", f" {failed.file.url}: {failed.error}"))
 
 
-def _status_text(status: ExportStatus) -> str:
+def _status_text(status: ExportStatus) -> Text:
     colour = {
         ExportStatus.PENDING: "yellow",
         ExportStatus.RUNNING: "cyan",
         ExportStatus.DONE: "green",
         ExportStatus.STOPPED: "red",
     }[status]
-    return f"[{colour}]{status.value}[/]"
+    return Text(status.value, style=colour)
 
 
 def _frequency_text(export: StoredExport) -> str:

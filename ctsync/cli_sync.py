@@ -13,24 +13,26 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ctsync.cli_support import run_command
+from ctsync.cli_support import (
+    ConfigOption,
+    JsonOption,
+    WarehouseOption,
+    err,
+    jsonable,
+    out,
+    print_json,
+    progress_bar,
+    run_command,
+    styled,
+)
 from ctsync.settings import load_settings
 
 if TYPE_CHECKING:  # the engine is imported when a command runs, not for --help
     from ctsync.engage.summary import ComputationCounts, SyncSummary
     from ctsync.status import RunStatus, StatusReport
-
-console = Console()
-err_console = Console(stderr=True)
-
-WarehouseOption = Annotated[
-    str | None,
-    typer.Option(help="DuckDB file, duckdb:/// URL or postgresql:// URL [env CTSYNC_WAREHOUSE]."),
-]
 
 
 def register(app: typer.Typer) -> None:
@@ -77,20 +79,22 @@ def sync(
         float | None,
         typer.Option(
             help="Refuse a run that removes more than this share of an audience's confirmed members "
-            "(a trait's values); 1 turns the guard off [env CTSYNC_MASS_CHANGE_SHARE; default 0.5].",
+            "(a trait's values); 1 turns the guard off [default: 0.5].",
+            envvar="CTSYNC_MASS_CHANGE_SHARE",
+            show_envvar=True,
         ),
     ] = None,
     mass_change_floor: Annotated[
         int | None,
         typer.Option(
             help="...when it removes at least this many people; emptying one of 10 or more is refused whatever "
-            "the floor [env CTSYNC_MASS_CHANGE_FLOOR; default 100].",
+            "the floor [default: 100].",
+            envvar="CTSYNC_MASS_CHANGE_FLOOR",
+            show_envvar=True,
         ),
     ] = None,
     warehouse: WarehouseOption = None,
-    config: Annotated[
-        str | None, typer.Option(help="Project settings file with a destinations: section [env CTSYNC_CONFIG].")
-    ] = None,
+    config: ConfigOption = None,
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for another sync (or DuckDB writer) to finish before giving up.")
     ] = 10.0,
@@ -98,10 +102,12 @@ def sync(
         int | None,
         typer.Option(
             min=0,
-            help="Days sent messages stay in the outbox before they are deleted; 0 keeps them all "
-            "[env CTSYNC_KEEP_SENT_DAYS; default 30].",
+            help="Days sent messages stay in the outbox before they are deleted; 0 keeps them all [default: 30].",
+            envvar="CTSYNC_KEEP_SENT_DAYS",
+            show_envvar=True,
         ),
     ] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Send Identify calls for audience entries/exits and changed computed traits to a destination.
 
@@ -110,16 +116,15 @@ def sync(
     """
     from ctsync.engage.guard import MassChangeRefused
     from ctsync.engage.run import sync_destination
+    from ctsync.prefect_api import cli_read_secret
 
     def action() -> SyncSummary | MassChangeRefused:
         settings = load_settings()
-        with Progress(
+        with progress_bar(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
         ) as bar:
             tasks: dict[str, TaskID] = {}
 
@@ -146,15 +151,28 @@ def sync(
                     mass_change_share=mass_change_share,
                     mass_change_floor=mass_change_floor,
                     output=output,
+                    secret_resolver=cli_read_secret,
                 )
             except MassChangeRefused as refused:
                 return refused
 
-    outcome = run_command(action)
+    outcome = run_command(action, json_output=json_output)
+    if json_output:
+        refused = isinstance(outcome, MassChangeRefused)
+        summary = outcome.summary if isinstance(outcome, MassChangeRefused) else outcome
+        document = {"status": "refused" if refused else summary.status, **jsonable(summary)}
+        if refused:
+            document["error"] = str(outcome)
+        print_json(document)
+        if refused:
+            raise typer.Exit(EXIT_REFUSED)
+        if summary.status != "succeeded":
+            raise typer.Exit(1)
+        return
     if isinstance(outcome, MassChangeRefused):
         for part in computations_parts(outcome.summary.computations, "per audience and trait (nothing sent)"):
-            console.print(part, highlight=False)
-        err_console.print(f"[bold red]error:[/] {outcome}", highlight=False)
+            out().print(part)
+        err().print(styled("bold red", "error:", f" {outcome}"))
         raise typer.Exit(EXIT_REFUSED)
     _print_summary(outcome)
     if outcome.status != "succeeded":
@@ -166,45 +184,41 @@ def _print_summary(summary: object) -> None:
 
     assert isinstance(summary, SyncSummary)
     what = "would send" if summary.dry_run else "synced"
-    console.print(
-        f"{what} [bold]{summary.destination}[/] ({summary.destination_kind}): "
-        f"{summary.entered:,} entered, {summary.exited:,} exited, {summary.traits_changed:,} traits changed",
-        highlight=False,
+    out().print(
+        f"{what} {summary.destination} ({summary.destination_kind}): "
+        f"{summary.entered:,} entered, {summary.exited:,} exited, {summary.traits_changed:,} traits changed"
     )
     for part in computations_parts(summary.computations, "per audience and trait") if summary.computations else []:
-        console.print(part, highlight=False)
+        out().print(part)
     if summary.dry_run:
         _print_dry_run(summary)
     else:
         rate = f" ({summary.send_rate:,.0f}/s)" if summary.sent else ""
-        console.print(
+        out().print(
             f"sent {summary.sent:,}, rejected {summary.rejected:,}, retried {summary.retried:,}, "
             f"failed {summary.failed:,}, superseded {summary.superseded:,}; still pending {summary.pending:,}",
-            highlight=False,
         )
-        console.print(
+        out().print(
             f"diff + outbox {summary.diff_seconds:.2f} s, sending {summary.send_seconds:.2f} s{rate}; "
             f"run {summary.run_id}: {summary.status}",
-            highlight=False,
         )
         if summary.pruned:
-            console.print(
-                f"deleted {summary.pruned:,} old messages no run needs again from the outbox", highlight=False
-            )
+            out().print(f"deleted {summary.pruned:,} old messages no run needs again from the outbox")
         if summary.mass_change:
-            err_console.print(f"[yellow]{summary.mass_change}[/]", highlight=False)
+            err().print(summary.mass_change, style="yellow")
     retired = [f"audience {key}" for key in summary.retired_audiences] + [
         f"trait {key}" for key in summary.retired_traits
     ]
-    console.print(
+    out().print(
         f"retired audiences: {len(summary.retired_audiences)}, retired traits: {len(summary.retired_traits)}"
         + (f" ({', '.join(retired)}: nothing is sent for them)" if retired else ""),
-        highlight=False,
     )
     for code, reason, count in summary.rejections:
-        err_console.print(f"[yellow]{count:,} x[/] {code or '?'}: {reason or 'no reason given'}", highlight=False)
+        err().print(styled("yellow", f"{count:,} x", f" {code or '?'}: {reason or 'no reason given'}"))
+    for reason, count in summary.left_out_reasons:
+        err().print(styled("yellow", f"{count:,} x", f" left out (the rest was sent): {reason}"))
     if summary.stopped_early:
-        err_console.print(f"[yellow]stopped early:[/] {summary.stopped_early}", highlight=False)
+        err().print(styled("yellow", "stopped early:", f" {summary.stopped_early}"))
 
 
 def _print_dry_run(summary: SyncSummary) -> None:
@@ -221,12 +235,12 @@ def _print_dry_run(summary: SyncSummary) -> None:
                 row.value,
                 "yes" if row.resend else "",
             )
-        console.print(table)
+        out().print(table)
     if summary.output:
-        console.print(f"wrote all {summary.changes:,} changes to {summary.output}", highlight=False)
+        out().print(f"wrote all {summary.changes:,} changes to {summary.output}")
     if summary.mass_change:
-        err_console.print(f"[yellow]mass-change guard:[/] {summary.mass_change}", highlight=False)
-    console.print(f"dry run: nothing was sent or stored ({summary.pending:,} messages already pending)")
+        err().print(styled("yellow", "mass-change guard:", f" {summary.mass_change}"))
+    out().print(f"dry run: nothing was sent or stored ({summary.pending:,} messages already pending)")
 
 
 def computations_parts(computations: Sequence[ComputationCounts], title: str) -> list[str | Table]:
@@ -257,6 +271,7 @@ def computations_parts(computations: Sequence[ComputationCounts], title: str) ->
 def status(
     warehouse: WarehouseOption = None,
     limit: Annotated[int, typer.Option(help="How many loads and sync runs to show.")] = 10,
+    json_output: JsonOption = False,
 ) -> None:
     """Show recent loads, recent sync runs with their counts, and messages waiting to be sent."""
     from ctsync.status import recent_status
@@ -264,9 +279,12 @@ def status(
     def action() -> StatusReport:
         return recent_status(warehouse or load_settings().warehouse, limit=limit)
 
-    report = run_command(action)
+    report = run_command(action, json_output=json_output)
+    if json_output:
+        print_json(report)
+        return
     for part in status_parts(report):
-        console.print(part, highlight=False)
+        out().print(part)
 
 
 def status_parts(report: StatusReport) -> list[str | Table]:
@@ -352,7 +370,9 @@ def _when(moment: datetime | None) -> str:
     return "" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
 
 
-app = typer.Typer(name="ctsync", add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
+app = typer.Typer(
+    name="ctsync", add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False, no_args_is_help=True
+)
 register(app)
 
 if __name__ == "__main__":

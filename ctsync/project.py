@@ -1,4 +1,4 @@
-"""The project settings file (``ctsync.yml``): the one place its ``destinations:`` section is read."""
+"""The project settings file (``ctsync.yml``): the one place it is read, and where the project files are."""
 
 from __future__ import annotations
 
@@ -12,6 +12,28 @@ import yaml
 from ctsync.errors import CtsyncError
 
 DEFAULT_CONFIG = "ctsync.yml"
+PROJECT_DIR_VARIABLE = "CTSYNC_PROJECT_DIR"
+
+
+def bundled_project() -> Path:
+    """The dbt project, flows and settings file shipped with ctsync: ``ctsync/_project`` in an
+    installed wheel, the repository root when ctsync runs from its source tree."""
+    packaged = Path(__file__).resolve().parent / "_project"
+    if (packaged / "dbt_project.yml").is_file():
+        return packaged
+    source = Path(__file__).resolve().parents[1]
+    if (source / "dbt_project.yml").is_file():
+        return source
+    raise CtsyncError("ctsync's dbt project is missing from this installation: reinstall ctsync")
+
+
+def default_config_path(environ: Mapping[str, str]) -> Path:
+    """``CTSYNC_CONFIG``, else ``ctsync.yml`` in ``CTSYNC_PROJECT_DIR``, else ``ctsync.yml`` here."""
+    named = environ.get("CTSYNC_CONFIG")
+    if named:
+        return Path(named)
+    folder = environ.get(PROJECT_DIR_VARIABLE)
+    return Path(folder) / DEFAULT_CONFIG if folder else Path(DEFAULT_CONFIG)
 
 
 def destination_settings(
@@ -23,7 +45,7 @@ def destination_settings(
     explicitly must exist.
     """
     named = config_path if config_path is not None else environ.get("CTSYNC_CONFIG") or None
-    path = Path(named if named is not None else DEFAULT_CONFIG)
+    path = Path(named) if named is not None else default_config_path(environ)
     if not path.is_file():
         if named is not None:
             raise CtsyncError(f"the settings file {path} does not exist")
@@ -43,3 +65,27 @@ def destination_settings(
     if not isinstance(entry, dict):
         raise CtsyncError(f"{path}: destinations.{name} must be a mapping (type: clevertap|segment|jsonl, ...)")
     return entry
+
+
+def read_settings_document(
+    config_path: str | os.PathLike[str] | None, environ: Mapping[str, str], *, named_must_exist: bool = True
+) -> tuple[Path, dict[str, Any] | None]:
+    """(path, parsed document) of the settings file; None when it does not exist (and, with
+    ``named_must_exist``, was not named explicitly)."""
+    named = config_path if config_path is not None else environ.get("CTSYNC_CONFIG") or None
+    path = Path(named) if named is not None else default_config_path(environ)
+    if not path.is_file():
+        if named is not None and named_must_exist:
+            raise CtsyncError(f"the settings file {path} does not exist")
+        return path, None
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise CtsyncError(f"cannot read the settings file {path}: {_one_line(str(exc))}") from None
+    if not isinstance(document, dict):
+        raise CtsyncError(f"{path}: the settings file must be a mapping (exports:, destinations:, storage:)")
+    return path, document
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -8,12 +8,13 @@ from prefect import flow, get_run_logger, task
 
 from ctsync.jobs.backfill import BackfillResult, run_backfill
 from flows.artifacts import publish_counts
-from flows.load import retry_on_io
+from flows.load import retry_on_io, use_storage_blocks
 from flows.outcomes import IncompleteRun
 
 
 @task(retries=3, retry_delay_seconds=[10, 60, 300], retry_condition_fn=retry_on_io)
 def backfill_task(export: str, start: date, end: date, config: str | None, warehouse: str | None) -> BackfillResult:
+    use_storage_blocks(config)
     return run_backfill(export, start, end, config=config, warehouse=warehouse)
 
 

@@ -4,7 +4,8 @@
 
 Writes a sample CleverTap export to demo/export, runs the clevertap-engage-pipeline flow once
 (load the due exports of ctsync.yml, dbt build, sync to the JSON-lines destination
-demo/identify.jsonl), then prints what landed, which audiences changed and what was sent.
+demo/identify.jsonl), then prints what this run loaded, the tables, which audiences changed and
+what was sent.
 It starts from scratch each time: it replaces the warehouse file only if an earlier demo made it.
 """
 
@@ -14,11 +15,8 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,7 +63,13 @@ def mark_warehouse(path: Path) -> None:
 def report(path: Path, results: dict[str, dict[str, int]], identify_file: Path, seconds: float) -> None:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        print("\n== What landed in the warehouse")
+        load = results["load"]
+        print("\n== What this run loaded")
+        print(
+            f"  {load['files']:,} new files, {load['new rows']:,} new rows, {load['rejected']:,} rejected lines"
+            + ("" if load["files"] else " (no new export files: nothing to load)")
+        )
+        print("\n== The warehouse now (rows per table, all runs)")
         for table, rows in con.execute(
             "select table_name, estimated_size from duckdb_tables() where schema_name = 'clevertap_prod' "
             "and not starts_with(table_name, '_') order by table_name"
@@ -121,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"wrote a sample export: {summary.events:,} events, {summary.users:,} users, {len(summary.files)} files")
         mark_warehouse(warehouse)
+    from flows.local_api import prefect_api
     from flows.pipeline import clevertap_engage_pipeline
 
     with prefect_api():
@@ -132,31 +137,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     report(warehouse, results, DEMO / "identify.jsonl", time.perf_counter() - started)
     return 0
-
-
-@contextmanager
-def prefect_api() -> Iterator[None]:
-    """The Prefect API the flow reports to: PREFECT_API_URL if set, else a temporary local server.
-
-    The temporary server is started and stopped here rather than left to Prefect's exit hook,
-    because this process leaves with ``os._exit`` (see the bottom of this file).
-    """
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    if PREFECT_API_URL.value():
-        yield
-        return
-    with socket.socket() as probe:  # a port of its own: never Prefect's shared default server
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    server = SubprocessASGIServer(port=port)
-    server.start()
-    try:
-        with temporary_settings({PREFECT_API_URL: server.api_url}):
-            yield
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -11,7 +12,9 @@ from prefect.runtime import deployment
 from ctsync.errors import CtsyncError, WarehouseBusy
 from ctsync.jobs.runner import DueExportsResult, ExportRunResult, run_due_exports, run_export
 from ctsync.jobs.store import ExportStatus, ExportStore
+from ctsync.prefect_api import read_block
 from ctsync.settings import load_settings
+from ctsync.storage import configure_object_storage, load_storage_settings
 from flows.artifacts import publish_counts
 from flows.outcomes import IncompleteRun
 
@@ -37,9 +40,15 @@ def retry_on_io(_task: Any, _task_run: Any, state: Any) -> bool:
     return False
 
 
+def use_storage_blocks(config: str | None) -> None:
+    """Object-storage credentials from the Prefect blocks the settings file's ``storage:`` section names."""
+    configure_object_storage(load_storage_settings(config, os.environ), read_block)
+
+
 @task(retries=3, retry_delay_seconds=[10, 60, 300], retry_condition_fn=retry_on_io)
 def run_one_export(name: str, config: str | None, warehouse: str | None) -> ExportRunResult:
     """Retried only when a retry can fix the run (``retryable``); any other result, failed or not, is returned."""
+    use_storage_blocks(config)
     result = run_export(name, config=config, warehouse=warehouse)
     if result.retryable:
         raise LoadIncomplete(f"export {name}: {result.error}", result)
@@ -48,6 +57,7 @@ def run_one_export(name: str, config: str | None, warehouse: str | None) -> Expo
 
 @task(retries=3, retry_delay_seconds=[10, 60, 300], retry_condition_fn=retry_on_io)
 def run_all_due(config: str | None, warehouse: str | None) -> DueExportsResult:
+    use_storage_blocks(config)
     return run_due_exports(config=config, warehouse=warehouse)
 
 

@@ -15,12 +15,12 @@ from functools import cache
 from pathlib import Path
 
 from ctsync.errors import CtsyncError
+from ctsync.project import bundled_project
 
 CATALOG_FILE = Path("seeds") / "clevertap_event_catalog.csv"
 """Where the seed sits inside a project (relative to the directory holding ``dbt_project.yml``)."""
 
 _COLUMNS = ("event_name", "event_key", "description", "mparticle_event_type", "is_system_event", "is_engagement_event")
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def find_event_catalog(start: Path | None = None) -> Path:
             return candidate
         if (folder / "dbt_project.yml").is_file():
             break
-    candidate = _PACKAGE_ROOT / CATALOG_FILE
+    candidate = bundled_project() / CATALOG_FILE
     if candidate.is_file():
         return candidate
     raise CtsyncError(

@@ -1,7 +1,7 @@
 {#-
     Audiences and computed traits are found in the graph, never registered by hand: every
     enabled model under models/audiences/ is an audience, every one under models/traits/ a
-    computed trait. Each declares its display name in its config meta:
+    computed trait, whether in this project or in one that uses it as a package. Each declares its display name in its config meta:
 
         {{ config(meta={'display_name': 'Order Completed Last 30days'}) }}
         {{ config(meta={'display_name': 'Cart Abandoners Last 7 Days', 'include_anonymous': true}) }}
@@ -19,14 +19,17 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The model nodes of one kind, sorted by model name (only at execution time). -#}
+{#-
+    The model nodes of one kind, sorted by model name (only at execution time): those under
+    models/audiences/ (models/traits/) of the project being built and of every package it uses,
+    ctsync's own examples included unless disabled.
+-#}
 {% macro engage_nodes(kind) -%}
     {%- set folder = ctsync.engage_kind_folder(kind) -%}
     {%- set nodes = [] -%}
     {%- if execute -%}
         {%- for node in graph.nodes.values() -%}
             {%- if node.resource_type == 'model'
-                and node.package_name == project_name
                 and node.fqn | length > 2
                 and node.fqn[1] == folder -%}
                 {%- do nodes.append(node) -%}

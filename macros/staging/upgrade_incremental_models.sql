@@ -7,7 +7,7 @@
     {%- if execute and flags.WHICH in ('build', 'run') -%}
         {%- for node in graph.nodes.values()
             if node.resource_type == 'model'
-            and node.package_name == project_name
+            and node.package_name == 'ctsync'
             and node.config.materialized == 'incremental' -%}
             {%- set relation = adapter.get_relation(
                 database=node.database,

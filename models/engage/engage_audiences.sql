@@ -1,4 +1,5 @@
 {#- One row per audience model found in models/audiences/ (read from the dbt graph). -#}
+{{ ctsync.engage_model_refs('audience') }}
 
 with
 

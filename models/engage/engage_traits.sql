@@ -1,4 +1,5 @@
 {#- One row per computed trait model found in models/traits/ (read from the dbt graph). -#}
+{{ ctsync.engage_model_refs('trait') }}
 
 with
 
