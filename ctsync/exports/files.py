@@ -126,10 +126,10 @@ def discover_files(paths: Sequence[str]) -> list[ExportFile]:
 
 def _is_folder(path: str) -> bool:
     """An existing folder (or object-storage prefix), named without a glob."""
-    if glob.has_magic(path):
-        return False
     if not _is_url(path):
         return os.path.isdir(path.removeprefix("file://"))
+    if glob.has_magic(path):
+        return False
     try:
         return bool(filesystem_for(path).isdir(path))
     except (OSError, PermissionError):
@@ -144,12 +144,13 @@ def _expand_local(path: str) -> list[ExportFile]:
     if path.startswith("file://"):
         path = path[len("file://") :]
     candidates: Iterable[str]
-    if glob.has_magic(path):
-        candidates = glob.glob(path, recursive=True)
-    elif os.path.isdir(path):
+    # What exists is taken as named, brackets and all ("exports [eu]/"); only a name that does not is a glob.
+    if os.path.isdir(path):
         candidates = (os.path.join(root, name) for root, _dirs, names in os.walk(path) for name in names)
     elif os.path.exists(path):
         candidates = [path]
+    elif glob.has_magic(path):
+        candidates = glob.glob(path, recursive=True)
     else:
         return []
     result = []

@@ -359,6 +359,18 @@ def test_a_path_that_matches_nothing_is_an_error(tmp_path: Path, warehouse: str)
         load_export_files([str(tmp_path / "missing")], OPTIONS, warehouse=warehouse)
 
 
+def test_a_folder_or_file_whose_name_has_brackets_is_taken_as_named(tmp_path: Path, warehouse: str) -> None:
+    folder = tmp_path / "exports [eu]"
+    write_export(folder / "a.json.gz", [event("App Launched", 20240312094500, identity="u1")])
+    lone = tmp_path / "one [1].json.gz"
+    write_export(lone, [event("App Launched", 20240312094600, identity="u2")])
+
+    summary = load_export_files([str(folder), str(lone)], OPTIONS, warehouse=warehouse)
+
+    assert not summary.problems and summary.total("rows_inserted") == 2
+    assert query(warehouse, f"select user_id from {SCHEMA}.app_launched order by 1") == [("u1",), ("u2",)]
+
+
 def test_an_export_folder_with_no_files_yet_is_nothing_to_load(
     export_file: Callable[..., Path], tmp_path: Path, warehouse: str
 ) -> None:
