@@ -281,6 +281,7 @@ def build_keys(
         "select candidates.*, known.id is null as is_new "
         "from _ct_candidates as candidates left join _ct_known as known using (id)"
     )
+    con.execute("drop table _ct_candidates")  # _ct_keys holds all of it: no second copy for the rest of the batch
 
 
 def identifier_sql(priority: IdentifierPriority, profile: ObjectReader) -> tuple[str, str]:
