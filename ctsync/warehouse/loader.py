@@ -37,10 +37,11 @@ from ctsync.warehouse.tracks import event_tables_of, write_event_tables
 DEFAULT_BATCH_BYTES = 512 * 1024 * 1024
 """Uncompressed bytes staged per transaction (gzip files count ~8x their size)."""
 
-EVENT_BATCH_BYTES = 32 * 1024 * 1024
-"""A batch of at least this many bytes ends where the next event begins: a batch then holds one large
-event (or several small ones), so what it holds in memory is bounded by the largest event, not by
-``DEFAULT_BATCH_BYTES``, and each table is still written by one commit."""
+EVENT_BATCH_BYTES = 256 * 1024 * 1024
+"""A batch of at least this many bytes ends where the next event begins: batches are then about half of
+``DEFAULT_BATCH_BYTES`` (what a batch holds in memory until it commits is about half), each table is
+still written by as few commits as before, and the wall time stays what it was (measured on the 1M
+export: 128 MB and up cost nothing, 32 MB cost 12% more wall time)."""
 
 REGIONS = ("us", "eu")
 
