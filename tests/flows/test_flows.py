@@ -90,15 +90,17 @@ def test_pipeline_flow_runs_load_build_sync(tmp_path: Path, sample_export: Path)
     assert result["sync"]["rejected"] == 0
 
 
-def test_backfill_over_61_days_is_refused_and_a_valid_one_loads(tmp_path: Path, sample_export: Path) -> None:
-    config = write_settings(tmp_path, sample_export)
-    warehouse = tmp_path / "backfill.duckdb"
+def test_backfill_over_61_days_is_refused_and_a_valid_one_loads(tmp_path: Path) -> None:
+    # A backfill only reaches 60 days back from today: this test's export ends two days ago, whenever it runs.
     today = date.today()
+    recent = datetime.combine(today - timedelta(days=2), datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    export = tmp_path / "export"
+    write_sample_export(export, events=2000, users=150, seed=21, end=recent, timezone="Asia/Kolkata", days=10)
+    config = write_settings(tmp_path, export)
+    warehouse = tmp_path / "backfill.duckdb"
     with pytest.raises(Exception, match="60 days"):
         backfill_clevertap_export("events", today - timedelta(days=61), today, str(config), str(warehouse))
-    start, end = END.date() - timedelta(days=3), END.date()
-    if start < today - timedelta(days=60):
-        pytest.fail("the sample must lie in the last 60 days for this test")
+    start, end = recent.date() - timedelta(days=3), recent.date()
     counts = backfill_clevertap_export("events", start, end, str(config), str(warehouse))
     assert counts["new rows"] > 0 and counts["outside the range"] > 0
     days = scalar(
