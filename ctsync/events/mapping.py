@@ -28,7 +28,7 @@ from typing import Any, Literal
 import orjson
 
 from ctsync.destinations.clevertap import epoch_seconds, property_value
-from ctsync.naming import snake_case_or_empty
+from ctsync.naming import RESERVED_COLUMNS, snake_case_or_empty
 
 EventKind = Literal["track", "page", "screen"]
 
@@ -55,24 +55,7 @@ RESTRICTED_EVENTS = frozenset(
 )
 """System events CleverTap refuses to take from outside (code 513, "Raised a restricted system event")."""
 
-STANDARD_COLUMNS = frozenset(
-    {
-        "id",
-        "user_id",
-        "anonymous_id",
-        "event",
-        "event_text",
-        "timestamp",
-        "original_timestamp",
-        "sent_at",
-        "received_at",
-        "uuid",
-        "uuid_ts",
-        "loaded_at",
-        "source_relation",
-        "_unplaced_values",
-    }
-)
+STANDARD_COLUMNS = (RESERVED_COLUMNS - {"group_id", "previous_id", "context"}) | {"source_relation", "_unplaced_values"}
 """Segment's (and ctsync's) columns that describe the call, not the event: never properties."""
 
 _VARIANT_SUFFIX = "__v_varchar"
