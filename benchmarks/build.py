@@ -52,13 +52,13 @@ STANDARD = """
     id varchar, user_id varchar, anonymous_id varchar, event varchar, event_text varchar,
     "timestamp" timestamp with time zone, original_timestamp timestamp with time zone,
     received_at timestamp with time zone, uuid_ts timestamp with time zone,
-    context_traits_platform varchar, context_traits_push_token varchar,
+    context_traits_platform varchar, context_device_token varchar,
     context_traits_identity varchar, context_traits_name varchar,
     context_traits_object_id varchar, context_traits_all_identities varchar,
     context_traits_phone varchar, context_traits_email varchar,
-    context_device_make varchar, context_device_model varchar,
-    context_device_app_version varchar, context_device_sdk_version varchar,
-    context_device_os_version varchar, context_device_browser varchar,
+    context_device_manufacturer varchar, context_device_model varchar,
+    context_app_version varchar, context_device_sdk_version bigint,
+    context_os_version varchar, context_device_browser varchar,
     context_campaign_source varchar, context_campaign_medium varchar, context_campaign_name varchar
 """
 
@@ -284,7 +284,7 @@ def generate(path: Path, events: int, users: int) -> None:
                 timestamptz '{received.isoformat()}', timestamptz '{received.isoformat()}',
                 platform, push_token, identity, null, object_id,
                 case when identity is not null then '["' || identity || '"]' end, null, email,
-                null, model, case when platform <> 'Web' then app_version end, '60102', '14',
+                null, model, case when platform <> 'Web' then app_version end, 60102, '14',
                 case when platform = 'Web' then 'Chrome' end,
                 {campaign},
                 {PROPERTY_VALUES[table]}

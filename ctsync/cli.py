@@ -218,6 +218,13 @@ def _print_load_summary(summary: LoadSummary) -> None:
         )
     if summary.interrupted_before:
         out().print(f"{summary.interrupted_before} file(s) left unfinished by an earlier run were loaded again")
+    if summary.upgrade.moved:
+        out().print(
+            f"{len(summary.upgrade.moved)} column(s) an earlier ctsync named otherwise were moved to Segment's names "
+            f"({summary.upgrade.unplaced_values:,} value(s) kept in _unplaced_values; see docs/decisions.md)"
+        )
+    for view in summary.upgrade.views_left_out:
+        err().print(styled("red", "view dropped", f" {view}: it read a column that is gone; create it again"))
     hidden = [result for result in summary.files if result.status == "skipped" and result.file.hidden]
     if hidden:
         out().print(f"{len(hidden)} hidden file(s) skipped, e.g. {hidden[0].file.url}")
@@ -239,6 +246,8 @@ def load_summary_document(summary: LoadSummary) -> dict[str, object]:
         "new_rows": summary.inserted_by_event,
         "unplaced_values": summary.unplaced_by_table,
         "interrupted_before": summary.interrupted_before,
+        "upgraded_columns": summary.upgrade.moved,
+        "views_dropped": summary.upgrade.views_left_out,
         "file_results": [
             {"url": f.file.url, "kind": f.file.kind, "status": f.status, "error": f.error, "counts": f.counts}
             for f in summary.files

@@ -45,6 +45,10 @@ RESERVED_COLUMNS = frozenset(
 RESERVED_TABLES = frozenset({"tracks", "identifies", "users", "pages", "screens", "groups", "accounts", "aliases"})
 """Segment's own table names: an event with one of these names gets a ``_`` prefix."""
 
+COLUMN_SPELLINGS = {"ct_connected_to_wi_fi": "ct_connected_to_wifi"}
+"""Property columns CleverTap spells two ways whose go-snakecase forms differ (``CT Connected To WiFi``
+and ``ct_connected_to_wifi``): the first name is read as the second, so both spellings fill one column."""
+
 VARIANT_SUFFIX = "__v_varchar"
 """Suffix of the column that keeps values which do not fit their column's type."""
 
@@ -99,14 +103,17 @@ def event_table(event_name: str) -> str:
 def property_column(path: tuple[str, ...], prefix: str = "") -> str:
     """Column name for a (possibly nested) property path.
 
-    Nested keys are joined with ``_`` after snake-casing each key. Names that would take a
+    Nested keys are joined with ``_`` after snake-casing each key; a name in :data:`COLUMN_SPELLINGS` is
+    read as the one it lists (``CT Connected To WiFi`` -> ``ct_connected_to_wifi``). Names that would take a
     standard column (``id``, ``user_id``, ``event``, ``timestamp``, any ``context_*``, ...)
     get a ``_`` prefix; snake_case never yields a leading ``_``, so the prefixed name cannot
     collide with another property.
     """
     column = prefix + "_".join(identifier_for(key) for key in path)
-    if not prefix and (column in RESERVED_COLUMNS or column.startswith("context_")):
-        column = "_" + column
+    if not prefix:
+        column = COLUMN_SPELLINGS.get(column, column)
+        if column in RESERVED_COLUMNS or column.startswith("context_"):
+            column = "_" + column
     return fit_identifier(column)
 
 

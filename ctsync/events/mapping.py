@@ -5,8 +5,9 @@
     Order Completed -> ``Charged``: order_id (or checkout_id) -> ``Charged ID``, total (else
                     revenue) -> ``Amount``, currency -> ``Currency``, products -> ``Items``
     Page         -> ``Web Page Viewed``;  Screen -> ``App Screen Viewed``
-    push token   -> a ``token`` record (``context_device_token``, or ctsync's
-                    ``context_traits_push_token``): fcm for Android, apns for Apple devices
+    push token   -> a ``token`` record (``context_device_token``, or the
+                    ``context_traits_push_token`` of a warehouse an earlier ctsync loaded and no load has
+                    upgraded yet): fcm for Android, apns for Apple devices
 
 The person is the ``objectId`` when the row has an ``anonymous_id`` (the CleverTap ID, as the
 destination's cloud mode uses it; the Identify sync links it to the identity), else the
@@ -227,7 +228,7 @@ def _items(value: object, left_out: list[str]) -> list[dict[str, Any]] | None:
 
 
 def token_record(row: Mapping[str, Any], person: Mapping[str, str], left_out: list[str]) -> dict[str, Any] | None:
-    """A ``token`` record for the row's push token (``context_device_token``, else ctsync's
+    """A ``token`` record for the row's push token (``context_device_token``, else an earlier ctsync's
     ``context_traits_push_token``), typed fcm or apns from a ``fcm:``/``apns:`` prefix or the platform."""
     raw = _text(row.get("context_device_token")) or _text(row.get("context_traits_push_token"))
     if raw is None:
@@ -245,7 +246,13 @@ def token_record(row: Mapping[str, Any], person: Mapping[str, str], left_out: li
 
 
 def _token_type(row: Mapping[str, Any]) -> str | None:
-    for column in ("context_os_name", "context_device_type", "context_traits_platform", "context_device_make"):
+    for column in (
+        "context_os_name",
+        "context_device_type",
+        "context_traits_platform",
+        "context_device_manufacturer",
+        "context_device_make",
+    ):
         platform = (_text(row.get(column)) or "").lower()
         if platform.startswith(_APPLE):
             return "apns"

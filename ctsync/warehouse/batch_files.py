@@ -94,7 +94,15 @@ def prepare_files(batch: list[ExportFile], kinds: frozenset[FileKind] | None, wo
                 handle.write(data)
         first, second = first_lines(data, 2)
         header = is_header_line(first, export_file.event_name_hint, second)
-        staged = StagedFile(index, local_path, is_gzip(data), header, export_file.series)
+        staged = StagedFile(
+            index,
+            local_path,
+            is_gzip(data),
+            header,
+            export_file.series,
+            sent_at=exported_at(export_file),
+            export_id=export_file.request_id,
+        )
         prepared.files.append(PreparedFile(export_file, kind, data, digest, staged))
     return prepared
 
@@ -117,18 +125,8 @@ def stage_profiles(
     duck: duckdb.DuckDBPyConnection, items: list[PreparedFile], counts: dict[int, FileCounts]
 ) -> dict[int, Broken]:
     """Stage profile files into ``_ct_profile_rows``; returns the files whose gzip data breaks."""
-    staged = [
-        profiles.ProfileFile(
-            item.staged.file_id,
-            item.staged.local_path,
-            item.staged.compressed,
-            item.staged.header,
-            exported_at=exported_at(item.export_file),
-        )
-        for item in items
-    ]
     profiles.create_rows_table(duck)
-    unreadable = profiles.stage_fast(duck, staged)
+    unreadable = profiles.stage_fast(duck, [item.staged for item in items])
     return _reread(duck, items, counts, unreadable, profiles.stage_exact, "_ct_profile_rows", "_ct_profile_files")
 
 
@@ -159,10 +157,12 @@ def _reread(
 
 
 def exported_at(export_file: ExportFile) -> str | None:
-    """CleverTap's run timestamp from the file name (epoch seconds), as ISO-8601."""
+    """CleverTap's run timestamp from the file name (epoch seconds, or milliseconds from 1e11 on), as
+    ISO-8601; None when the name has none (or not a time)."""
     if export_file.run_ts is None:
         return None
     try:
-        return datetime.fromtimestamp(int(export_file.run_ts), UTC).isoformat()
+        epoch = int(export_file.run_ts)
+        return datetime.fromtimestamp(epoch / 1000 if epoch >= 10**11 else epoch, UTC).isoformat()
     except (ValueError, OverflowError, OSError):
         return None

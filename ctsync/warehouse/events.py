@@ -22,35 +22,36 @@ import duckdb
 from ctsync.exports.content import ExactLines
 from ctsync.exports.jsonl import checked_lines_sql, whole_files_sql
 from ctsync.exports.records import ENTRY_TYPE, KEY_SHAPES, TOP_LEVEL_COLUMNS, canonical_events_sql
-from ctsync.naming import event_table, property_column
+from ctsync.naming import event_table
+from ctsync.warehouse.context import ContextPlan
 from ctsync.warehouse.staging import StagedFile, insert_lines, read_whole_files
-from ctsync.warehouse.structure import Leaf, Node, ObjectReader, discover, duplicate_key_paths, leaves, merge_trees
-from ctsync.warehouse.tables import Column, Overflow, overflow_column
+from ctsync.warehouse.structure import ObjectReader
+from ctsync.warehouse.tables import Column
 from ctsync.warehouse.targets import Target
-from ctsync.warehouse.unplaced import Unplaced
 
 _TOP_LEVEL_STRUCT = ", ".join(f"{name} {type_}" for name, type_ in TOP_LEVEL_COLUMNS.items())
 
-STANDARD_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("id", "VARCHAR", "id"),
-    ("user_id", "VARCHAR", "user_id"),
-    ("anonymous_id", "VARCHAR", "anonymous_id"),
-    ("event", "VARCHAR", "event"),
-    ("event_text", "VARCHAR", "event_text"),
-    ("timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
-    ("original_timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
-    ("received_at", "TIMESTAMP WITH TIME ZONE", "received_at"),
-    ("uuid_ts", "TIMESTAMP WITH TIME ZONE", "received_at"),
-)
-"""Columns every track table starts with, in Segment's names: (name, type, expression over an event row)."""
+LIBRARY_NAME = "clevertap-export"
+"""``context_library_name`` of every row ctsync loads: what sent the call (Segment's SDKs name themselves
+here; for ctsync's rows it is a CleverTap export, and ``context_library_version`` names which one)."""
 
-UTM_CONTEXT = {
-    "utm_source": "context_campaign_source",
-    "utm_medium": "context_campaign_medium",
-    "utm_campaign": "context_campaign_name",
-    "utm_term": "context_campaign_term",
-    "utm_content": "context_campaign_content",
-}
+STANDARD_COLUMNS: tuple[Column, ...] = (
+    Column("id", "VARCHAR", "id"),
+    Column("user_id", "VARCHAR", "user_id"),
+    Column("anonymous_id", "VARCHAR", "anonymous_id"),
+    Column("event", "VARCHAR", "event"),
+    Column("event_text", "VARCHAR", "event_text"),
+    Column("timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
+    Column("original_timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
+    Column("sent_at", "TIMESTAMP WITH TIME ZONE", "sent_at", optional=True),
+    Column("received_at", "TIMESTAMP WITH TIME ZONE", "received_at"),
+    Column("uuid_ts", "TIMESTAMP WITH TIME ZONE", "received_at"),
+    Column("context_library_name", "VARCHAR", f"'{LIBRARY_NAME}'"),
+    Column("context_library_version", "VARCHAR", "export_id", optional=True),
+)
+"""Columns every track table starts with, in Segment's names, filled by expressions over an event row.
+``sent_at`` is the export run's time and ``context_library_version`` its request id, both from the file
+name: a file named otherwise has neither (NULL), and a column is only created once it holds a value."""
 
 
 def create_rows_table(con: duckdb.DuckDBPyConnection) -> None:
@@ -67,12 +68,15 @@ def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> s
     DuckDB could not read (they are read line by line)."""
     con.execute(
         "create or replace temp table _ct_files as select * from "
-        "(select unnest(?) as file_id, unnest(?) as local_path, unnest(?) as header, unnest(?) as series)",
+        "(select unnest(?) as file_id, unnest(?) as local_path, unnest(?) as header, unnest(?) as series, "
+        "unnest(?::timestamp with time zone[]) as sent_at, unnest(?::varchar[]) as export_id)",
         [
             [f.file_id for f in files],
             [f.local_path for f in files],
             [f.header for f in files],
             [f.series or f.local_path for f in files],
+            [f.sent_at for f in files],
+            [f.export_id for f in files],
         ],
     )
 
@@ -120,94 +124,6 @@ class IdentifierPriority:
 
     user_id: tuple[str, ...] = ("identity", "email", "phone")
     anonymous_id: str = "objectId"
-
-
-@dataclass
-class ContextPlan:
-    """One table's context columns (all VARCHAR) and how its event-row query reads the objects that fill them."""
-
-    columns: list[Column]
-    """VARCHAR columns; each overflows into its object's overflow column when a table has no room."""
-    profile: ObjectReader
-    device: ObjectReader
-    session: ObjectReader
-    unplaced: Unplaced
-    """The table's values that no standard or context column holds (see ``ctsync.warehouse.unplaced``)."""
-
-
-def _context_columns(
-    tree: Node, reader: ObjectReader, prefix: str, unplaced: Unplaced, mapping: dict[str, str] | None = None
-) -> list[Column]:
-    """One column per leaf; leaves that share a column (spellings) coalesce, in discovery order, and the
-    later spellings' other values, like the object's duplicate keys, go to ``unplaced``."""
-    merged: dict[str, list[Leaf]] = {}
-    for leaf in leaves(tree.children):
-        column = (mapping or {}).get(leaf.path[0]) if len(leaf.path) == 1 else None
-        merged.setdefault(column or property_column(leaf.path, prefix=prefix), []).append(leaf)
-    pointer = "/" + reader.json_column
-    result = []
-    for column, column_leaves in merged.items():
-        expressions = [f"cast({reader.access(leaf.path)} as varchar)" for leaf in column_leaves]
-        expression = expressions[0] if len(expressions) == 1 else f"coalesce({', '.join(expressions)})"
-        overflow = Overflow(overflow_column(prefix), reader.json_column, tuple(leaf.path for leaf in column_leaves))
-        result.append(Column(column, "VARCHAR", expression, overflow))
-        if len(column_leaves) > 1:
-            unplaced.add_spellings(
-                reader.json_column, pointer, [leaf.path for leaf in column_leaves], expressions, column
-            )
-    for path in duplicate_key_paths(tree):
-        unplaced.add_duplicates(reader.json_column, path, pointer)
-    return result
-
-
-def plan_context(
-    con: duckdb.DuckDBPyConnection, priority: IdentifierPriority, names: dict[str, str]
-) -> dict[str, ContextPlan]:
-    """The context columns of each event table (``names``: event name -> table), from that table's own
-    rows: a table gets a context column only where its events have that key, whatever else the batch holds."""
-    where = "reason is null"
-
-    def found(column: str) -> dict[str, Node]:
-        by_name = discover(con, "_ct_rows", column, group="eventName", where=where, shapes=KEY_SHAPES[column])
-        trees: dict[str, Node] = {}
-        for name, root in by_name.items():
-            if name is not None and name in names:
-                merge_trees(trees.setdefault(names[name], Node(kinds={"OBJECT"})), root)
-        return trees
-
-    profiles, devices, sessions = found("profile"), found("deviceInfo"), found("sessionProps")
-    with_extras = {
-        names[str(row[0])]
-        for row in con.execute(
-            "select distinct eventName from _ct_rows where reason is null and extras is not null"
-        ).fetchall()
-        if str(row[0]) in names
-    }
-    # The identifier fields first: of two keys that differ only in case, they get the STRUCT.
-    profile_keys = [(key,) for key in dict.fromkeys([*priority.user_id, priority.anonymous_id, "objectId", "identity"])]
-    plans: dict[str, ContextPlan] = {}
-    for table in sorted(set(names.values())):
-        profile, device, session = (trees.get(table) or Node() for trees in (profiles, devices, sessions))
-        profile_paths = [leaf.path for leaf in leaves(profile.children)]
-        profile_reader = ObjectReader.plan("profile", "p", [*profile_keys, *profile_paths])
-        device_reader = ObjectReader.plan("deviceInfo", "d", [leaf.path for leaf in leaves(device.children)])
-        session_reader = ObjectReader.plan("sessionProps", "s", [leaf.path for leaf in leaves(session.children)])
-        unplaced = Unplaced()
-        if table in with_extras:
-            unplaced.add_list("extras")
-        columns = (
-            _context_columns(profile, profile_reader, "context_traits_", unplaced)
-            + _context_columns(device, device_reader, "context_device_", unplaced)
-            + _context_columns(session, session_reader, "context_session_", unplaced, UTM_CONTEXT)
-        )
-        plans[table] = ContextPlan(
-            columns=columns,
-            profile=profile_reader,
-            device=device_reader,
-            session=session_reader,
-            unplaced=unplaced,
-        )
-    return plans
 
 
 def register_event_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -303,12 +219,14 @@ def event_rows_sql(
         select *, {user_id} as user_id, {anonymous_id} as anonymous_id
         from (
         select keys.*, rows.eventName as event_text, cast(? as timestamp with time zone) as received_at,
+            files.sent_at, files.export_id,
             rows.eventProps, rows.controlGroupName, rows.profile, rows.deviceInfo, rows.sessionProps, rows.extras,
             {context.profile.transform_sql("rows.profile")} as p,
             {context.device.transform_sql("rows.deviceInfo")} as d,
             {context.session.transform_sql("rows.sessionProps")} as s
         from _ct_keys as keys
         join (select rowid as row_ref, * from _ct_rows where eventName in ({placeholders})) as rows using (row_ref)
+        join _ct_files as files on files.file_id = keys.file_id
         where keys.is_new and keys.event = ?
         )
     """

@@ -25,7 +25,7 @@ from ctsync.errors import CtsyncError
 from ctsync.exports.content import FileKind
 from ctsync.exports.files import ExportFile, discover_files
 from ctsync.naming import schema_name
-from ctsync.warehouse import bookkeeping, events, profiles
+from ctsync.warehouse import bookkeeping, context, events, profiles
 from ctsync.warehouse.batch_files import Outcome, PreparedFile, prepare_files, stage_events, stage_profiles
 from ctsync.warehouse.bookkeeping import FileCounts
 from ctsync.warehouse.connection import WarehouseTarget, configure_session, connect_duckdb, parse_warehouse
@@ -33,6 +33,7 @@ from ctsync.warehouse.events import IdentifierPriority
 from ctsync.warehouse.tables import WriteResult
 from ctsync.warehouse.targets import DuckDBTarget, PostgresTarget, Target
 from ctsync.warehouse.tracks import event_tables_of, write_event_tables
+from ctsync.warehouse.upgrade import UpgradeResult, upgrade_schema
 
 DEFAULT_BATCH_BYTES = 512 * 1024 * 1024
 """Uncompressed bytes staged per transaction (gzip files count ~8x their size)."""
@@ -73,6 +74,8 @@ class LoadSummary:
     users_refreshed: int = 0
     seconds: float = 0.0
     interrupted_before: int = 0
+    upgrade: UpgradeResult = field(default_factory=UpgradeResult)
+    """Columns an earlier ctsync named otherwise, moved to today's names before this load."""
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -211,6 +214,7 @@ def _load(
 ) -> LoadSummary:
     summary = LoadSummary(schema=schema, warehouse=where.describe())
     bookkeeping.ensure_bookkeeping(target, schema)
+    summary.upgrade = upgrade_schema(target, schema)
     summary.interrupted_before = bookkeeping.mark_interrupted(target, schema)
     load_id = uuid.uuid4().hex
     workdir = tempfile.mkdtemp(prefix="ctsync-load-")
@@ -434,7 +438,7 @@ def _write_events(
     files = {item.staged.file_id: item.export_file.url for item in todo}
     bookkeeping.count_and_quarantine(duck, target, "_ct_rows", files, schema, load_id, counts, _keep_filter(options))
     names = events.register_event_names(duck)
-    contexts = events.plan_context(duck, options.identifiers, names)
+    contexts = context.plan_context(duck, options.identifiers, names, target.columns(schema))
     existing = set(event_tables_of(target, schema))
     events.build_keys(
         duck,

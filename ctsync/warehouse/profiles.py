@@ -12,7 +12,6 @@ an older export after a newer one never rolls a user back), as Segment's ``users
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import duckdb
 
@@ -20,7 +19,7 @@ from ctsync.exports.content import ExactLines
 from ctsync.exports.jsonl import checked_lines_sql, whole_files_sql
 from ctsync.naming import qualified, quote_identifier
 from ctsync.warehouse import tables
-from ctsync.warehouse.events import IdentifierPriority
+from ctsync.warehouse.events import LIBRARY_NAME, IdentifierPriority
 from ctsync.warehouse.staging import StagedFile, insert_lines, read_whole_files
 from ctsync.warehouse.structure import Node, discover, json_path_sql
 from ctsync.warehouse.tables import Column, WriteResult
@@ -37,8 +36,11 @@ STANDARD = (
     Column("anonymous_id", "VARCHAR", "anonymous_id"),
     Column("timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
     Column("original_timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
+    Column("sent_at", "TIMESTAMP WITH TIME ZONE", "sent_at", optional=True),
     Column("received_at", "TIMESTAMP WITH TIME ZONE", "received_at"),
     Column("uuid_ts", "TIMESTAMP WITH TIME ZONE", "received_at"),
+    Column("context_library_name", "VARCHAR", f"'{LIBRARY_NAME}'"),
+    Column("context_library_version", "VARCHAR", "export_id", optional=True),
 )
 
 
@@ -56,12 +58,6 @@ end
 """
 
 
-@dataclass
-class ProfileFile(StagedFile):
-    exported_at: str | None = None
-    """When CleverTap ran the export (from the file name), ISO-8601; None means the load time."""
-
-
 def create_rows_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "create or replace temp table _ct_profile_rows "
@@ -74,17 +70,18 @@ def _staged_rows_sql(records: str) -> str:
     return f"select file_id, line_no, raw, record, coalesce(reason, {REASON_SQL}) from ({records})"
 
 
-def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[ProfileFile]) -> set[int]:
+def stage_fast(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> set[int]:
     """Read whole files; returns the files DuckDB could not read (they are read line by line)."""
     con.execute(
         "create or replace temp table _ct_profile_files as select * from "
         "(select unnest(?) as file_id, unnest(?) as local_path, unnest(?) as header, "
-        "unnest(?::timestamp with time zone[]) as exported_at)",
+        "unnest(?::timestamp with time zone[]) as sent_at, unnest(?::varchar[]) as export_id)",
         [
             [f.file_id for f in files],
             [f.local_path for f in files],
             [f.header for f in files],
-            [f.exported_at for f in files],
+            [f.sent_at for f in files],
+            [f.export_id for f in files],
         ],
     )
 
@@ -127,7 +124,7 @@ def build_identifies(
         create or replace temp table _ct_candidates as
         with hashed as (
             select rows.file_id, rows.line_no, rows.record, md5(cast(json(rows.record) as varchar)) as content_hash,
-                files.exported_at
+                files.sent_at, files.export_id
             from _ct_profile_rows as rows
             join _ct_profile_files as files using (file_id)
             where rows.reason is null
@@ -143,7 +140,9 @@ def build_identifies(
                  else md5(content_hash || '#' || occurrence) end as id,
             {user_id} as user_id,
             {anonymous_id} as anonymous_id,
-            coalesce(exported_at, cast(? as timestamp with time zone)) as "timestamp",
+            coalesce(sent_at, cast(? as timestamp with time zone)) as "timestamp",
+            sent_at,
+            export_id,
             cast(? as timestamp with time zone) as received_at,
             record
         from numbered

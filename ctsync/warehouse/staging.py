@@ -27,6 +27,10 @@ class StagedFile:
     header: bool
     series: str = ""
     """See ``ExportFile.series``: identical events are numbered within a series."""
+    sent_at: str | None = None
+    """When CleverTap ran the export (ISO-8601, from the file name); None when the name does not say."""
+    export_id: str | None = None
+    """The export's request id, from the file name; None when the name does not say."""
 
 
 def read_whole_files(files: Sequence[StagedFile], insert: Callable[[list[str], bool], None]) -> set[int]:

@@ -45,8 +45,12 @@ class Column:
     name: str
     type: str
     expression: str
-    overflow: Overflow | None = None
-    """None: the column is always written (standard columns)."""
+    overflow: tuple[Overflow, ...] = ()
+    """Where the column's values go when the table has no room for it (one per JSON object that fills it).
+    Empty: the column is always written (standard columns)."""
+    optional: bool = False
+    """A standard column that may hold nothing (``sent_at`` of a file without a run time): created, like a
+    property column, only once it holds a value."""
 
 
 def _overflow_sql(json_column: str, paths: Sequence[tuple[str, ...]]) -> str:
@@ -134,10 +138,11 @@ def write_object_rows(
 
     kept_base = []
     for column in base:
-        if fits([column.name], always=column.overflow is None):
+        if fits([column.name], always=not column.overflow):
             kept_base.append(column)
-        elif column.overflow is not None:
-            spilled.setdefault((column.overflow.column, column.overflow.json_column), []).extend(column.overflow.paths)
+            continue
+        for overflow in column.overflow:
+            spilled.setdefault((overflow.column, overflow.json_column), []).extend(overflow.paths)
     admitted: list[ColumnPlan] = []
     for plan in plans:
         wanted = [plan.name, *([variant_column(plan.name)] if plan.has_variant else [])]
@@ -149,7 +154,7 @@ def write_object_rows(
     columns: list[tuple[str, str]] = [(column.name, column.type) for column in kept_base]
     expressions = [f"{column.expression}" for column in kept_base]
     # A new context column, like a new property column, is only kept once it holds a value.
-    speculative: list[str] = [c.name for c in kept_base if c.overflow is not None and c.name not in current]
+    speculative: list[str] = [c.name for c in kept_base if (c.overflow or c.optional) and c.name not in current]
     for plan in admitted:
         value, variant = plan_expressions(plan, reader)
         columns.append((plan.name, plan.type))

@@ -15,6 +15,7 @@ import io
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -46,6 +47,20 @@ CANONICAL = {
 def canonical_type(data_type: str) -> str:
     upper = data_type.upper()
     return CANONICAL.get(upper, upper)
+
+
+@dataclass(frozen=True)
+class SavedView:
+    """A view's definition, kept to create it again after the tables it reads change."""
+
+    schema: str
+    name: str
+    definition: str
+    materialized: bool = False
+
+    @property
+    def qualified(self) -> str:
+        return qualified(self.schema, self.name)
 
 
 class Target(ABC):
@@ -114,6 +129,26 @@ class Target(ABC):
 
     def json_array_length_sql(self, column_sql: str) -> str:
         return f"json_array_length({column_sql})"
+
+    def full_match_sql(self, text_sql: str, pattern: str) -> str:
+        """SQL: whether all of the text ``text_sql`` matches the regular expression ``pattern``."""
+        return f"regexp_full_match({text_sql}, '{pattern}')"
+
+    def dependent_views(self, schema: str, relations: Sequence[str]) -> list[SavedView]:
+        """The views that read ``relations`` of ``schema``, directly or through other views, in an order they
+        can be created in. DuckDB records none (its views are bound when they are queried): nothing stops
+        a table's column from changing under them."""
+        return []
+
+    def drop_view(self, view: SavedView) -> None:
+        kind = "materialized view" if view.materialized else "view"
+        self.execute(f"drop {kind} if exists {view.qualified} cascade")
+
+    def recreate_view(self, view: SavedView) -> bool:
+        """Create ``view`` again from its definition; False (and nothing changed) when it no longer compiles."""
+        kind = "materialized view" if view.materialized else "view"
+        self.execute(f"create {kind} {view.qualified} as {view.definition}")
+        return True
 
     def columns(self, schema: str) -> Catalog:
         tables: Catalog = {}
@@ -339,6 +374,54 @@ class PostgresTarget(Target):
 
     def json_array_length_sql(self, column_sql: str) -> str:
         return f"json_array_length({column_sql}::json)"
+
+    def full_match_sql(self, text_sql: str, pattern: str) -> str:
+        return f"({text_sql} ~ '^(?:{pattern})$')"
+
+    def dependent_views(self, schema: str, relations: Sequence[str]) -> list[SavedView]:
+        if not relations:
+            return []
+        rows = self.execute(
+            """
+            with recursive dependents (view_oid, depth) as (
+                select rewrite.ev_class, 1
+                from pg_depend as dep
+                join pg_rewrite as rewrite on rewrite.oid = dep.objid
+                where dep.classid = 'pg_rewrite'::regclass and dep.refclassid = 'pg_class'::regclass
+                    and dep.refobjid = any(?::regclass[]) and rewrite.ev_class <> dep.refobjid
+                union
+                select rewrite.ev_class, dependents.depth + 1
+                from dependents
+                join pg_depend as dep on dep.refobjid = dependents.view_oid
+                    and dep.classid = 'pg_rewrite'::regclass and dep.refclassid = 'pg_class'::regclass
+                join pg_rewrite as rewrite on rewrite.oid = dep.objid
+                where rewrite.ev_class <> dependents.view_oid and dependents.depth < 50
+            )
+            select ns.nspname, cls.relname, cls.relkind = 'm', pg_get_viewdef(cls.oid), max(dependents.depth)
+            from dependents
+            join pg_class as cls on cls.oid = dependents.view_oid
+            join pg_namespace as ns on ns.oid = cls.relnamespace
+            group by 1, 2, 3, 4
+            order by 5, 1, 2
+            """,
+            [[qualified(schema, relation) for relation in relations]],
+        )
+        return [
+            SavedView(str(view_schema), str(name), str(definition).strip().rstrip(";"), bool(materialized))
+            for view_schema, name, materialized, definition, _depth in rows
+        ]
+
+    def recreate_view(self, view: SavedView) -> bool:
+        import psycopg2
+
+        self.execute("savepoint ctsync_view")
+        try:
+            super().recreate_view(view)
+        except psycopg2.Error:
+            self.execute("rollback to savepoint ctsync_view")
+            return False
+        self.execute("release savepoint ctsync_view")
+        return True
 
     def latest_value_sql(self, column: str) -> str:
         quoted = quote_identifier(column)

@@ -7,10 +7,11 @@ import duckdb
 from ctsync.exports.records import KEY_SHAPES
 from ctsync.naming import qualified, quote_identifier
 from ctsync.warehouse import events, tables
-from ctsync.warehouse.events import ContextPlan, IdentifierPriority
+from ctsync.warehouse.context import ContextPlan
+from ctsync.warehouse.events import IdentifierPriority
 from ctsync.warehouse.structure import Node, discover, merge_trees
 from ctsync.warehouse.tables import Column, WriteResult
-from ctsync.warehouse.targets import Target
+from ctsync.warehouse.targets import Catalog, Target
 
 
 def write_event_tables(
@@ -25,7 +26,7 @@ def write_event_tables(
     """Insert the batch's new events (``_ct_keys`` rows with ``is_new``) into their tables, each with its
     own context columns (``contexts``), then refresh ``tracks``. Returns what was written per table."""
     existing = target.columns(schema)
-    standard = [Column(name, type_, expression) for name, type_, expression in events.STANDARD_COLUMNS]
+    standard = list(events.STANDARD_COLUMNS)
     shapes = KEY_SHAPES["eventProps"]
     by_name = discover(duck, "_ct_rows", "eventProps", group="eventName", where="reason is null", shapes=shapes)
     props: dict[str, Node] = {}
@@ -84,21 +85,35 @@ def refresh_tracks_view(target: Target, schema: str) -> None:
     """``tracks``: every event, standard and context columns only, as a view over the event tables.
 
     Same columns and rows as Segment's ``tracks`` table without storing every event twice. Columns
-    keep their order and new ones are appended (PostgreSQL only lets a view grow at the end).
+    keep their order and new ones are appended (PostgreSQL only lets a view grow at the end). Every
+    standard column is there, NULL (of its type) in a table that has no value for it yet, so SQL
+    written for Segment's ``tracks`` finds ``sent_at`` whatever was loaded.
     """
     existing = target.columns(schema)
     event_tables = event_tables_of(target, schema)
-    standard = [name for name, _, _ in events.STANDARD_COLUMNS]
-    columns = list(existing.get("tracks", {})) or list(standard)
+    columns = list(existing.get("tracks", {}))
+    columns += [column.name for column in events.STANDARD_COLUMNS if column.name not in columns]
     context = sorted(
         {column for table in event_tables for column in existing[table] if column.startswith("context_")} - set(columns)
     )
     columns += context
+    types = _column_types(existing, event_tables)
     selects = []
     for table in event_tables:
         parts = [
-            quote_identifier(column) if column in existing[table] else f"null::varchar as {quote_identifier(column)}"
+            quote_identifier(column)
+            if column in existing[table]
+            else f"cast(null as {target.type_sql(types.get(column, 'VARCHAR'))}) as {quote_identifier(column)}"
             for column in columns
         ]
         selects.append(f"select {', '.join(parts)} from {qualified(schema, table)}")
     target.execute(f"create or replace view {qualified(schema, 'tracks')} as " + "\nunion all\n".join(selects))
+
+
+def _column_types(existing: Catalog, event_tables: list[str]) -> dict[str, str]:
+    """The type of each column of ``tracks``: the standard columns' own, else the first event table's that has it."""
+    types = {column.name: column.type for column in events.STANDARD_COLUMNS}
+    for table in event_tables:
+        for column, type_ in existing[table].items():
+            types.setdefault(column, type_)
+    return types

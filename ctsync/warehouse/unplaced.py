@@ -6,7 +6,8 @@ A value can be in a record and still have no column to go to:
   occurrence fills the column;
 * two spellings of one column in the same record with different values (``Order Count`` and
   ``order_count``, ``Email`` and ``email``): the spelling that sorts first fills the column;
-* a top-level field outside CleverTap's event record.
+* a top-level field outside CleverTap's event record;
+* a value a typed context column cannot take (``"xhdpi"`` for ``deviceInfo.dpi``, a number column).
 
 Each such value is kept in the row's ``_unplaced_values`` column (VARCHAR holding a JSON array,
 created when a row first needs it) as ``{"path": <JSON Pointer into the line>, "value": <the JSON
@@ -29,6 +30,17 @@ UNPLACED_COLUMN = "_unplaced_values"
 def entry_sql(path_sql: str, value_sql: str, reason: str) -> str:
     """One unplaced value, as the SQL struct ``_unplaced_values`` lists."""
     return f"{{'path': {path_sql}, 'value': {value_sql}, 'reason': {sql_literal(reason)}}}::{ENTRY_TYPE}"
+
+
+Source = tuple[str, str, tuple[str, ...]]
+"""Where a value sits: the JSON column holding it, that column's pointer in the line, the key path in it."""
+
+
+def _source_entry(source: Source, reason: str) -> str:
+    json_column, base_pointer, path = source
+    pointer = json_path(path)
+    value = f"json_extract({json_column}, {sql_literal(pointer)})"
+    return entry_sql(sql_literal(base_pointer + pointer), value, reason)
 
 
 def has_duplicates_sql(keys_sql: str) -> str:
@@ -72,12 +84,27 @@ class Unplaced:
     ) -> None:
         """Spellings that share ``column``: each later spelling's value (``texts``: SQL for each path's text,
         in the order they fill the column), when an earlier spelling filled the column with another value."""
-        for index in range(1, len(paths)):
+        self.add_spelling_sources([(json_column, base_pointer, path) for path in paths], texts, column)
+
+    def add_spelling_sources(self, sources: Sequence[Source], texts: Sequence[str], column: str) -> None:
+        """:meth:`add_spellings` for keys that may sit in different JSON columns (``sources``)."""
+        for index in range(1, len(sources)):
             earlier = texts[0] if index == 1 else f"coalesce({', '.join(texts[:index])})"
-            pointer = json_path(paths[index])
-            value = f"json_extract({json_column}, {sql_literal(pointer)})"
-            entry = entry_sql(sql_literal(base_pointer + pointer), value, f"column {column} holds another spelling")
+            entry = _source_entry(sources[index], f"column {column} holds another spelling")
             self.parts.append(_Part(f"{texts[index]} <> {earlier}", f"[{entry}]"))
+
+    def add_untyped(
+        self, sources: Sequence[Source], texts: Sequence[str], typed_sql: str, column: str, type_: str
+    ) -> None:
+        """The value that fills ``column`` (the first of ``sources`` with a value; ``texts``: SQL for each one's
+        text) when it is not a ``type_`` (``typed_sql``, the column's value, is NULL for it)."""
+        chosen = texts[0] if len(texts) == 1 else f"coalesce({', '.join(texts)})"
+        reason = f"not a {type_} value, the type of column {column}"
+        branches = " ".join(
+            f"when {text} is not null then [{_source_entry(source, reason)}]"
+            for source, text in zip(sources, texts, strict=True)
+        )
+        self.parts.append(_Part(f"{chosen} is not null and ({typed_sql}) is null", f"case {branches} end"))
 
     def extend(self, other: Unplaced) -> None:
         self.helpers += other.helpers

@@ -19,10 +19,10 @@
         context_traits_email as email,
         context_traits_phone as phone,
         context_traits_platform as platform,
-        context_device_make as device_make,
+        context_device_manufacturer as device_make,
         context_device_model as device_model,
-        context_device_app_version as device_app_version,
-        context_device_os_version as device_os_version
+        context_app_version as device_app_version,
+        context_os_version as device_os_version
 {%- endmacro %}
 
 {% macro clevertap_event_timestamps() -%}

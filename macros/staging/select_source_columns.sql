@@ -69,7 +69,7 @@
     ]) }}
 {%- endmacro %}
 
-{#- Context columns (from the event's `profile` and `deviceInfo`) that staging exposes. -#}
+{#- Context columns (from the event's `profile` and `deviceInfo`, in Segment's names) that staging exposes. -#}
 {% macro clevertap_context_columns() -%}
     {{ return([
         ['context_traits_identity', 'string'],
@@ -79,12 +79,12 @@
         ['context_traits_name', 'string'],
         ['context_traits_platform', 'string'],
         ['context_traits_all_identities', 'string'],
-        ['context_traits_push_token', 'string'],
-        ['context_device_make', 'string'],
+        ['context_device_token', 'string'],
+        ['context_device_manufacturer', 'string'],
         ['context_device_model', 'string'],
-        ['context_device_app_version', 'string'],
+        ['context_app_version', 'string'],
         ['context_device_sdk_version', 'string'],
-        ['context_device_os_version', 'string'],
+        ['context_os_version', 'string'],
         ['context_device_browser', 'string'],
         ['context_campaign_source', 'string'],
         ['context_campaign_medium', 'string'],

@@ -10,7 +10,6 @@ source as (
         ['ct_network_carrier', 'string'],
         ['ct_network_type', 'string'],
         ['ct_connected_to_wifi', 'boolean'],
-        ['ct_connected_to_wi_fi', 'boolean'],
         ['ct_session_id', 'string'],
         ['ct_latitude', 'float'],
         ['ct_longitude', 'float'],
@@ -39,8 +38,8 @@ renamed as (
         ct_longitude as longitude,
 
         ---------- booleans
-        {#- "CT Connected To WiFi" snake-cases to ct_connected_to_wi_fi; SDKs also send ct_connected_to_wifi. #}
-        coalesce(ct_connected_to_wifi, ct_connected_to_wi_fi) as is_connected_to_wifi,
+        {#- The loader gives "CT Connected To WiFi" and ct_connected_to_wifi one column. #}
+        ct_connected_to_wifi as is_connected_to_wifi,
 
         ---------- timestamps
         {{ clevertap_event_timestamps() }}
