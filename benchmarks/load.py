@@ -15,8 +15,10 @@ It also prints how many non-null values each one keeps per event. The bare read 
 the first file's first 20,480 rows, so it drops every key that sample lacks (other events' properties,
 ``sessionProps``); ctsync keeps every key and adds Segment's standard columns, so it writes about twice
 as many values. A third run, ``--lossless-baseline``, times read_json keeping every key (the nested
-objects as JSON text) for a like-for-like reference. ``--floors`` times, each on its own, the two costs
-no loader of this layout avoids: parsing the files, and writing ctsync's finished tables from memory.
+objects as JSON text) for a like-for-like reference. ``--floors`` times, each on its own, the costs no
+loader of this layout avoids: parsing the files, writing ctsync's finished tables from memory, and the
+two together as one pass (each event's records parsed once straight into typed columns of every leaf
+and written: the flattening included, but no id, verdict, dedup or column discovery).
 """
 
 from __future__ import annotations
@@ -141,6 +143,43 @@ def parse_floor(folder: str) -> int:
     return int(row[0])
 
 
+def flatten_floor(folder: str, warehouse: str) -> tuple[int, float]:
+    """One parse of every record straight into typed columns, written: per event (its own files, as the
+    loader reads them), ``read_json_objects`` -> ``json_transform`` into the structure of every leaf ->
+    unnested into a table of a fresh DuckDB file, in one transaction (commit and checkpoint included). No
+    id, verdict, dedup or column discovery: the structure comes from a sample of each event's records,
+    read before the clock starts. Returns the rows written and the seconds."""
+    import duckdb
+
+    from ctsync.exports.files import discover_files
+
+    by_event: dict[str, list[str]] = {}
+    for export_file in discover_files([folder]):
+        if export_file.event_name_hint is None:  # the marker file
+            continue
+        by_event.setdefault(export_file.event_name_hint or "", []).append(export_file.url)
+    con = duckdb.connect(warehouse)
+    read = "read_json_objects(?, format = 'newline_delimited', ignore_errors = true)"
+    sample = f"select json_group_structure(json) from (select json from {read} where starts_with(json, '{{') limit 20000)"
+    structures = {event: con.execute(sample, [paths]).fetchone()[0] for event, paths in by_event.items()}
+    started = time.perf_counter()
+    con.begin()
+    rows = 0
+    for index, (event, paths) in enumerate(sorted(by_event.items())):
+        if structures[event] is None:
+            raise SystemExit(f"no JSON object among the first records of {event!r}")
+        spec = str(structures[event]).replace("'", "''")
+        rows += con.execute(
+            f"create table t{index} as select unnest(json_transform(json, '{spec}'), recursive := true) from {read} "
+            "where starts_with(json, '{')",
+            [paths],
+        ).fetchall()[0][0]
+    con.commit()
+    con.execute("checkpoint")
+    con.close()
+    return rows, time.perf_counter() - started
+
+
 def write_floor(source: str, warehouse: str) -> tuple[int, float]:
     """Only the write: ctsync's finished event tables (``source``), first copied into memory, written into
     a fresh DuckDB file the way the loader writes (one transaction; commit and checkpoint included).
@@ -181,6 +220,8 @@ def worker(kind: str, folder: str, warehouse: str) -> None:
         rows = parse_floor(folder)
     elif kind == "write":
         rows, write_seconds = write_floor(folder, warehouse)
+    elif kind == "flatten":
+        rows, write_seconds = flatten_floor(folder, warehouse)
     elif kind in ("bare", "lossless"):
         import duckdb
 
@@ -299,7 +340,8 @@ def main() -> None:
     parser.add_argument(
         "--floors",
         action="store_true",
-        help="also time the two costs no loader avoids: parsing the files, and writing ctsync's tables",
+        help="also time the costs no loader of this layout avoids: parsing the files, writing ctsync's tables, "
+        "and one parse of every record into typed columns, written",
     )
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "FOLDER", "WAREHOUSE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -314,7 +356,7 @@ def main() -> None:
     raw = uncompressed_bytes(folder)
     files = len(list(folder.glob("*.json.gz")))
     print(f"input: {events:,} events in {files} files, {compressed / 1e6:.0f} MB gzip, {raw / 1e6:.0f} MB JSON")
-    bare, ours, pg, lossless, parse = [], [], [], [], []
+    bare, ours, pg, lossless, parse, flatten = [], [], [], [], [], []
     for run in range(args.repeat):
         if args.lossless_baseline:
             lossless.append(measure("lossless", folder))
@@ -323,9 +365,12 @@ def main() -> None:
         ours.append(measure("ctsync", folder, floors=args.floors))
         if args.floors:
             parse.append(measure("parse", folder))
+            flatten.append(measure("flatten", folder))
             print(
                 f"run {run + 1}: parse only {parse[-1]['seconds']:.2f} s | "
-                f"writing ctsync's tables from memory {ours[-1]['write_seconds']:.2f} s"
+                f"writing ctsync's tables from memory {ours[-1]['write_seconds']:.2f} s | "
+                f"one parse into typed columns, written {flatten[-1]['seconds']:.2f} s "
+                f"({flatten[-1]['cpu_seconds']:.1f} CPU s, peak RSS {flatten[-1]['peak_rss_mib']:.0f} MiB)"
             )
         print(
             f"run {run + 1}: bare read_json {bare[-1]['seconds']:.2f} s ({bare[-1]['cpu_seconds']:.1f} CPU s) | "
@@ -381,6 +426,14 @@ def main() -> None:
             f"floor: parse only {parse_s:.2f} s + writing ctsync's tables {write_s:.2f} s = {parse_s + write_s:.2f} s, "
             f"{(parse_s + write_s) / bare_s:.2f}x the bare read ({events / (parse_s + write_s):,.0f} events/s) "
             "before any id, validation, dedup or column discovery"
+        )
+        flatten_s = statistics.median(m["seconds"] for m in flatten)
+        flatten_cpu = statistics.median(m["cpu_seconds"] for m in flatten)
+        reference = f"{flatten_s / lossless_s:.2f}x the read keeping every key, " if lossless else ""
+        print(
+            f"floor of the layout: one parse of every record into typed columns, written, per event: "
+            f"{flatten_s:.2f} s ({flatten_cpu / million:.2f} CPU s per million events, including the sample read), "
+            f"{reference}{events / flatten_s:,.0f} events/s; ctsync / it: {ours_s / flatten_s:.2f}x wall time"
         )
     print()
     print(

@@ -56,8 +56,12 @@ def parse_warehouse(value: str) -> WarehouseTarget:
     return WarehouseTarget("duckdb", os.path.abspath(value))
 
 
-DUCKDB_MEMORY_LIMIT = "1536MB"
-"""Past this DuckDB spills to disk, so a load's memory stays bounded whatever its size."""
+MEMORY_BASE_MB = 256
+MEMORY_PER_THREAD_MB = 256
+"""A load's DuckDB memory limit is ``MEMORY_BASE_MB`` plus ``MEMORY_PER_THREAD_MB`` per DuckDB thread (768 MB on
+2 cores). Past it DuckDB spills to disk, so a load's memory stays bounded whatever the size of the export and
+of the warehouse (docs/decisions.md, "Memory"). Each thread of DuckDB's JSON reader holds buffers that must fit
+the longest line a load accepts (32 MiB): a 512 MB limit on 2 threads already refused such a line."""
 
 
 def connect_duckdb(path: str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -85,4 +89,5 @@ def configure_session(con: duckdb.DuckDBPyConnection) -> None:
     """UTC, no DuckDB progress bar on the terminal (ctsync draws its own), bounded memory."""
     con.execute("set TimeZone = 'UTC'")
     con.execute("set enable_progress_bar = false")
-    con.execute(f"set memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+    threads = int(con.execute("select current_setting('threads')").fetchone()[0])  # type: ignore[index]
+    con.execute(f"set memory_limit = '{MEMORY_BASE_MB + MEMORY_PER_THREAD_MB * threads}MB'")

@@ -35,14 +35,14 @@ from ctsync.warehouse.targets import DuckDBTarget, PostgresTarget, Target
 from ctsync.warehouse.tracks import event_tables_of, write_event_tables
 from ctsync.warehouse.upgrade import UpgradeResult, upgrade_schema
 
-DEFAULT_BATCH_BYTES = 512 * 1024 * 1024
-"""Uncompressed bytes staged per transaction (gzip files count ~8x their size)."""
+DEFAULT_BATCH_BYTES = 128 * 1024 * 1024
+"""Uncompressed bytes staged per transaction (gzip files count ~8x their size). A batch holds its staged
+lines and, until it commits, the rows it inserted: its size sets the load's peak memory (see
+docs/decisions.md, "Memory")."""
 
-EVENT_BATCH_BYTES = 256 * 1024 * 1024
-"""A batch of at least this many bytes ends where the next event begins: batches are then about half of
-``DEFAULT_BATCH_BYTES`` (what a batch holds in memory until it commits is about half), each table is
-still written by as few commits as before, and the wall time stays what it was (measured on the 1M
-export: 128 MB and up cost nothing, 32 MB cost 12% more wall time)."""
+EVENT_BATCH_BYTES = 64 * 1024 * 1024
+"""A batch of at least this many bytes ends where the next event begins, so each event table is written by
+as few commits as possible (a commit that appends to a table rewrites its last, partly filled row group)."""
 
 REGIONS = ("us", "eu")
 
