@@ -26,7 +26,7 @@ constraints: ## Resolve the dependencies of pyproject.toml afresh and pin them a
 	rm -rf .constraints-venv
 	$(PYTHON) -m venv .constraints-venv
 	.constraints-venv/bin/pip install --quiet --upgrade pip
-	.constraints-venv/bin/pip install --quiet -e ".[dev]"
+	.constraints-venv/bin/pip install --quiet -e ".[dev,spark]"
 	.constraints-venv/bin/pip check
 	{ sed -n '/^#/p' constraints.txt; .constraints-venv/bin/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt

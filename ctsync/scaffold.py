@@ -46,6 +46,9 @@ flags:
 dispatch:
   - macro_namespace: ctsync
     search_order: ["{name}", "ctsync"]
+  # dbt's own macros: ctsync's seed loader for Spark (dbt-spark's does not escape values).
+  - macro_namespace: dbt
+    search_order: ["{name}", "ctsync", "dbt"]
 
 vars:
   # The CleverTap schemas to read (empty: every schema `ctsync load` wrote) and the instant

@@ -35,12 +35,12 @@ from ctsync.warehouse.targets import DuckDBTarget, PostgresTarget, Target
 from ctsync.warehouse.tracks import event_tables_of, write_event_tables
 from ctsync.warehouse.upgrade import UpgradeResult, upgrade_schema
 
-DEFAULT_BATCH_BYTES = 128 * 1024 * 1024
+DEFAULT_BATCH_BYTES = 96 * 1024 * 1024
 """Uncompressed bytes staged per transaction (gzip files count ~8x their size). A batch holds its staged
 lines and, until it commits, the rows it inserted: its size sets the load's peak memory (see
 docs/decisions.md, "Memory")."""
 
-EVENT_BATCH_BYTES = 64 * 1024 * 1024
+EVENT_BATCH_BYTES = 48 * 1024 * 1024
 """A batch of at least this many bytes ends where the next event begins, so each event table is written by
 as few commits as possible (a commit that appends to a table rewrites its last, partly filled row group)."""
 

@@ -44,6 +44,32 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#-
+    Spark's to_json takes arrays and structs, not scalars: the value is written as a
+    one-element array and the brackets are cut off. Numbers print as Python's json.dumps
+    does: integral values without ".0", others in plain decimals (Java's toString would
+    write 12345678.9 as 1.23456789E7), the exponent form only outside 1e-3 to 1e15.
+-#}
+{% macro spark__json_value_text(expression, value_type) -%}
+    {%- if value_type == 'timestamp' -%}
+        concat('"', {{ ctsync.iso_utc_text(expression) }}, '"')
+    {%- elif value_type == 'number' -%}
+        case
+            when cast({{ expression }} as double) = floor(cast({{ expression }} as double))
+                and abs(cast({{ expression }} as double)) < 1e15
+                then cast(cast({{ expression }} as bigint) as string)
+            when abs(cast({{ expression }} as double)) >= 1e-3
+                and abs(cast({{ expression }} as double)) < 1e15
+                then regexp_replace(
+                    cast(cast(cast({{ expression }} as double) as decimal(38, 18)) as string), '0+$', ''
+                )
+            else regexp_extract(to_json(array(cast({{ expression }} as double))), '^\\[(.*)\\]$', 1)
+        end
+    {%- else -%}
+        regexp_extract(to_json(array({{ expression }})), '^\\[(.*)\\]$', 1)
+    {%- endif -%}
+{%- endmacro %}
+
 {#- ISO-8601 text of an instant in UTC, to the second: 2026-11-01T10:00:00Z. -#}
 {% macro iso_utc_text(expression) -%}
     {{ return(adapter.dispatch('iso_utc_text', 'ctsync')(expression)) }}
@@ -55,4 +81,14 @@
 
 {% macro postgres__iso_utc_text(expression) -%}
     to_char(({{ expression }}) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+{%- endmacro %}
+
+{#- to_utc_timestamp shifts the instant so that the session's time zone shows its UTC wall clock. -#}
+{% macro spark__iso_utc_text(expression) -%}
+    concat(
+        date_format(to_utc_timestamp({{ expression }}, current_timezone()), 'yyyy-MM-dd'),
+        'T',
+        date_format(to_utc_timestamp({{ expression }}, current_timezone()), 'HH:mm:ss'),
+        'Z'
+    )
 {%- endmacro %}

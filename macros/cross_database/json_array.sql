@@ -39,6 +39,20 @@
     ) as array_elements
 {%- endmacro %}
 
+{#-
+    Spark: posexplode over the array parsed as array<string>, which keeps each element's
+    JSON text (objects stay objects); a lateral view drops rows without elements, as the
+    joins above do.
+-#}
+{% macro spark__json_array_elements(relation_alias, column) -%}
+    lateral view posexplode(
+        case
+            when left(ltrim({{ relation_alias }}.{{ column }}), 1) = '['
+                then from_json({{ relation_alias }}.{{ column }}, 'array<string>')
+        end
+    ) array_elements as item_index, item
+{%- endmacro %}
+
 {#- The text of one key of a JSON object (null when missing), and its number. -#}
 {% macro json_field_text(json_expression, key) -%}
     {{ return(adapter.dispatch('json_field_text', 'ctsync')(json_expression, key)) }}
@@ -50,4 +64,9 @@
 
 {% macro postgres__json_field_text(json_expression, key) -%}
     ({{ json_expression }}) ->> '{{ key }}'
+{%- endmacro %}
+
+{#- Spark's JSON path names a key with spaces in brackets: $['Product name']. -#}
+{% macro spark__json_field_text(json_expression, key) -%}
+    get_json_object({{ json_expression }}, '$[\'{{ key }}\']')
 {%- endmacro %}

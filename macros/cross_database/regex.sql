@@ -10,3 +10,8 @@
 {% macro postgres__regex_full_match(expression, pattern) -%}
     ({{ expression }} ~ '^(?:{{ pattern }})$')
 {%- endmacro %}
+
+{#- Spark's rlike finds a match anywhere, and its string literals read backslash escapes. -#}
+{% macro spark__regex_full_match(expression, pattern) -%}
+    ({{ expression }} rlike {{ ctsync.string_literal('^(?:' ~ pattern ~ ')$') }})
+{%- endmacro %}

@@ -7,6 +7,11 @@
     timestamp with time zone
 {%- endmacro %}
 
+{#- Spark's TIMESTAMP is an instant (TIMESTAMP_LTZ), shown in the session's time zone. -#}
+{% macro spark__type_timestamptz() -%}
+    timestamp
+{%- endmacro %}
+
 {#-
     The SQL type for a column type named in a staging column list: string, float, integer,
     boolean or timestamp (with time zone).
@@ -29,6 +34,10 @@
 
 {% macro default__type_double() -%}
     double precision
+{%- endmacro %}
+
+{% macro spark__type_double() -%}
+    double
 {%- endmacro %}
 
 {#-

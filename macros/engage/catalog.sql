@@ -10,14 +10,14 @@
         {%- if kind == 'audience' -%}
             {%- do rows.append(
                 "select '" ~ definition.key ~ "' as audience_key, "
-                ~ "'" ~ (definition.name | replace("'", "''")) ~ "' as audience_name, "
+                ~ ctsync.string_literal(definition.name) ~ " as audience_name, "
                 ~ ('true' if definition.include_anonymous else 'false') ~ " as include_anonymous, "
                 ~ "'" ~ definition.model_name ~ "' as model_name"
             ) -%}
         {%- else -%}
             {%- do rows.append(
                 "select '" ~ definition.key ~ "' as trait_key, "
-                ~ "'" ~ (definition.name | replace("'", "''")) ~ "' as trait_name, "
+                ~ ctsync.string_literal(definition.name) ~ " as trait_name, "
                 ~ "'" ~ definition.value_type ~ "' as value_type, "
                 ~ "'" ~ definition.model_name ~ "' as model_name"
             ) -%}

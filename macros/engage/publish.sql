@@ -38,33 +38,64 @@
         {%- endif -%}
         {%- do ctsync.ensure_engage_store(kind) -%}
         {%- set store = ctsync.engage_store(kind) -%}
-        {%- call statement('unpublish_' ~ kind) -%}
-            delete from {{ store }} where {{ kind }}_key = '{{ definition.key }}'
-        {%- endcall -%}
-        {%- call statement('publish_' ~ kind) -%}
+        {#- The slice's rows: the store's columns after the key, in its order (engage_store_columns). -#}
+        {%- set rows -%}
             {%- if kind == 'audience' %}
-            insert into {{ store }} (audience_key, person_id, model_name, computed_at)
             select distinct
-                '{{ definition.key }}',
-                cast(person_id as {{ dbt.type_string() }}),
-                '{{ model.name }}',
-                {{ ctsync.as_of() }}
+                cast(person_id as {{ dbt.type_string() }}) as person_id,
+                '{{ model.name }}' as model_name,
+                {{ ctsync.as_of() }} as computed_at
             from {{ this }}
             where person_id is not null
             {%- else %}
-            insert into {{ store }} (trait_key, person_id, value, value_type, include_anonymous, model_name, computed_at)
             select
-                '{{ definition.key }}',
-                cast(person_id as {{ dbt.type_string() }}),
-                {{ ctsync.json_value_text('value', definition.value_type) }},
-                '{{ definition.value_type }}',
-                {{ 'true' if definition.include_anonymous else 'false' }},
-                '{{ model.name }}',
-                {{ ctsync.as_of() }}
+                cast(person_id as {{ dbt.type_string() }}) as person_id,
+                {{ ctsync.json_value_text('value', definition.value_type) }} as value,
+                '{{ definition.value_type }}' as value_type,
+                {{ 'true' if definition.include_anonymous else 'false' }} as include_anonymous,
+                '{{ model.name }}' as model_name,
+                {{ ctsync.as_of() }} as computed_at
             from {{ this }}
             where person_id is not null
                 and value is not null
             {%- endif %}
-        {%- endcall -%}
+        {%- endset -%}
+        {%- do ctsync.replace_engage_slice(kind, store, definition.key, rows) -%}
     {%- endif -%}
+{%- endmacro %}
+
+{#-
+    Replace the slice of `store` under `key` with `rows` (a select of the store's other
+    columns, in order). Dispatched: DuckDB and PostgreSQL delete and insert in the model's
+    transaction; Spark overwrites the key's partition (Parquet tables have no DELETE).
+-#}
+{% macro replace_engage_slice(kind, store, key, rows) -%}
+    {{ return(adapter.dispatch('replace_engage_slice', 'ctsync')(kind, store, key, rows)) }}
+{%- endmacro %}
+
+{% macro default__replace_engage_slice(kind, store, key, rows) -%}
+    {%- set columns = [] -%}
+    {%- for name, data_type in ctsync.engage_store_columns(kind) -%}
+        {%- do columns.append(name) -%}
+    {%- endfor -%}
+    {%- call statement('unpublish_' ~ kind) -%}
+        delete from {{ store }} where {{ kind }}_key = '{{ key }}'
+    {%- endcall -%}
+    {%- call statement('publish_' ~ kind) -%}
+        insert into {{ store }} ({{ columns | join(', ') }})
+        select '{{ key }}', slice_rows.*
+        from ({{ rows }}) as slice_rows
+    {%- endcall -%}
+{%- endmacro %}
+
+{#-
+    An empty result empties the partition too. Concurrent overwrites of one Parquet table
+    would share its _temporary folder, which is why the spark target runs one thread.
+-#}
+{% macro spark__replace_engage_slice(kind, store, key, rows) -%}
+    {%- call statement('publish_' ~ kind) -%}
+        insert overwrite table {{ store }} partition ({{ kind }}_key = '{{ key }}')
+        select slice_rows.*
+        from ({{ rows }}) as slice_rows
+    {%- endcall -%}
 {%- endmacro %}

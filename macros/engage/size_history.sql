@@ -7,7 +7,7 @@
 -#}
 {% macro size_history_relation() -%}
     {{- return(api.Relation.create(
-        database=target.database,
+        database=target.get('database'),
         schema=generate_schema_name('engage', none),
         identifier='audience_size_history',
         type='table',
@@ -96,8 +96,8 @@
     {%- set schema = generate_schema_name('engage', none) -%}
     {%- set catalog_name, rows_name = ('engage_audiences', 'engage_audience_memberships')
         if kind == 'audience' else ('engage_traits', 'engage_computed_traits') -%}
-    {%- set catalog = adapter.get_relation(database=target.database, schema=schema, identifier=catalog_name) -%}
-    {%- set rows = adapter.get_relation(database=target.database, schema=schema, identifier=rows_name) -%}
+    {%- set catalog = adapter.get_relation(database=target.get('database'), schema=schema, identifier=catalog_name) -%}
+    {%- set rows = adapter.get_relation(database=target.get('database'), schema=schema, identifier=rows_name) -%}
     {%- if catalog is none or rows is none -%}
         {{- return('') -}}
     {%- endif -%}

@@ -7,10 +7,11 @@
     the project: no model has to ref them all, and a run never reads an audience table
     before it is rebuilt.
 -#}
+{#- target.get: a Spark target has no database (Databricks names its catalog there). -#}
 {% macro engage_store(kind) -%}
     {%- set identifier = '_audience_members' if kind == 'audience' else '_trait_values' -%}
     {{- return(api.Relation.create(
-        database=target.database,
+        database=target.get('database'),
         schema=generate_schema_name('engage', none),
         identifier=identifier,
         type='table',
@@ -47,8 +48,26 @@
         {%- do columns.append(name ~ ' ' ~ data_type) -%}
     {%- endfor -%}
     {%- call statement('ensure_engage_store_' ~ kind) -%}
-        create table if not exists {{ store }} ({{ columns | join(', ') }})
+        {{ ctsync.create_engage_store_sql(kind, store, columns) }}
     {%- endcall -%}
+{%- endmacro %}
+
+{#- The statement creating the store when it is missing (dispatched). -#}
+{% macro create_engage_store_sql(kind, store, columns) -%}
+    {{ return(adapter.dispatch('create_engage_store_sql', 'ctsync')(kind, store, columns)) }}
+{%- endmacro %}
+
+{% macro default__create_engage_store_sql(kind, store, columns) -%}
+    create table if not exists {{ store }} ({{ columns | join(', ') }})
+{%- endmacro %}
+
+{#-
+    Spark: one partition per key, so a model replaces its slice by overwriting its own
+    partition (macros/engage/publish.sql). The engine's default table format: Parquet on
+    Spark, Delta on Databricks.
+-#}
+{% macro spark__create_engage_store_sql(kind, store, columns) -%}
+    create table if not exists {{ store }} ({{ columns | join(', ') }}) partitioned by ({{ kind }}_key)
 {%- endmacro %}
 
 {#- pre-hook of the engage models: both stores exist before a view selects from them. -#}

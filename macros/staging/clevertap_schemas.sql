@@ -13,8 +13,7 @@
     {%- endif -%}
     {%- set schemas = configured | map('string') | map('trim') | reject('equalto', '') | list -%}
     {%- if schemas | length == 0 and execute -%}
-        {%- set found = run_query(ctsync.clevertap_schemas_sql()) -%}
-        {%- set schemas = found.columns[0].values() | map('string') | list -%}
+        {%- set schemas = ctsync.clevertap_schemas_found() -%}
     {%- endif -%}
     {{- return(schemas | unique | sort | list) -}}
 {%- endmacro %}
@@ -53,6 +52,40 @@
 {%- endmacro %}
 
 {#-
+    The schemas clevertap_schemas_sql() selects, as a list of names (dispatched: Spark has no
+    information_schema, so there the catalog is listed table by table).
+-#}
+{% macro clevertap_schemas_found(loaded_only=true) -%}
+    {{ return(adapter.dispatch('clevertap_schemas_found', 'ctsync')(loaded_only)) }}
+{%- endmacro %}
+
+{% macro default__clevertap_schemas_found(loaded_only=true) -%}
+    {%- set found = run_query(ctsync.clevertap_schemas_sql(loaded_only)) -%}
+    {{- return(found.columns[0].values() | map('string') | list) -}}
+{%- endmacro %}
+
+{% macro spark__clevertap_schemas_found(loaded_only=true) -%}
+    {%- set found = [] -%}
+    {%- for schema in run_query('show schemas').columns[0].values() | map('string') | sort -%}
+        {%- set views = run_query('show views in ' ~ schema).columns[1].values() | map('lower') | list -%}
+        {%- set tables = run_query('show tables in ' ~ schema).columns[1].values()
+            | map('lower') | reject('in', views) | sort | list -%}
+        {%- set loaded = '_loads' in tables and 'checksum' in ctsync.spark_column_names(schema, '_loads') -%}
+        {%- for name in tables if (loaded or not loaded_only) and name != 'tracks' and schema not in found -%}
+            {%- if 'event_text' in ctsync.spark_column_names(schema, name) -%}
+                {%- do found.append(schema) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {{- return(found) -}}
+{%- endmacro %}
+
+{% macro spark_column_names(schema, identifier) -%}
+    {%- set relation = api.Relation.create(schema=schema, identifier=identifier, type='table') -%}
+    {{- return(adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list) -}}
+{%- endmacro %}
+
+{#-
     on-run-start: a `dbt build` or `dbt run` that would read no CleverTap schema, or a schema
     named in the var that holds no event table (a typo), stops before anything is built. It
     would otherwise succeed with no members, and the next sync would tell the destination
@@ -63,20 +96,19 @@
         {%- set schemas = ctsync.clevertap_schemas() -%}
         {%- if schemas | length == 0 -%}
             {{ exceptions.raise_compiler_error(
-                "no CleverTap data in the warehouse " ~ target.database ~ " (target " ~ target.name ~ "):"
+                "no CleverTap data in the warehouse " ~ ((target.database ~ " ") if target.database else "") ~ "(target " ~ target.name ~ "):"
                 ~ " no schema has the _loads table of `ctsync load` and an event table."
                 ~ " Check CTSYNC_WAREHOUSE (or the target), load exports first"
                 ~ " (`ctsync load PATH --nickname NAME`), or name the schemas with"
                 ~ " --vars '{clevertap_schemas: [schema]}'."
             ) }}
         {%- endif -%}
-        {%- set with_events = run_query(ctsync.clevertap_schemas_sql(loaded_only=false)).columns[0].values()
-            | map('string') | list -%}
+        {%- set with_events = ctsync.clevertap_schemas_found(loaded_only=false) -%}
         {%- set missing = schemas | reject('in', with_events) | list -%}
         {%- if missing -%}
             {{ exceptions.raise_compiler_error(
                 "var clevertap_schemas names " ~ (missing | join(', ')) ~ ", which hold(s) no event table in "
-                ~ target.database ~ ": check the names (the snake_case of each nickname given to"
+                ~ (target.database or "the " ~ target.name ~ " catalog") ~ ": check the names (the snake_case of each nickname given to"
                 ~ " `ctsync load`), or leave the var out to read every loaded schema."
             ) }}
         {%- endif -%}

@@ -4,7 +4,7 @@
 -#}
 {% macro clevertap_date(column) -%}
     case
-        when {{ column }} like '$D\_%' escape '\'
+        when substr({{ column }}, 1, 3) = '$D_'
             then cast({{ ctsync.epoch_seconds_to_timestamp(
                 ctsync.number_or_null('substr(' ~ column ~ ', 4)', dbt.type_bigint())
             ) }} as date)
@@ -32,4 +32,9 @@
 {#- The date part must be the UTC date whatever the session's time zone is. -#}
 {% macro postgres__epoch_seconds_to_timestamp(expression) -%}
     (to_timestamp({{ expression }}) at time zone 'UTC')
+{%- endmacro %}
+
+{#- The same on Spark: the UTC wall clock, which a cast to date in any session time zone keeps. -#}
+{% macro spark__epoch_seconds_to_timestamp(expression) -%}
+    to_utc_timestamp(timestamp_seconds({{ expression }}), current_timezone())
 {%- endmacro %}

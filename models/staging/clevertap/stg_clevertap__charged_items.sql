@@ -5,7 +5,7 @@
     at scale and an event's items never change once loaded.
 -#}
 {{ config(
-    materialized='incremental',
+    materialized=ctsync.keyed_incremental_materialization(),
     unique_key=['source_relation', 'charged_item_id'],
     incremental_strategy='delete+insert',
     on_schema_change='append_new_columns',
