@@ -160,7 +160,8 @@ def flatten_floor(folder: str, warehouse: str) -> tuple[int, float]:
         by_event.setdefault(export_file.event_name_hint or "", []).append(export_file.url)
     con = duckdb.connect(warehouse)
     read = "read_json_objects(?, format = 'newline_delimited', ignore_errors = true)"
-    sample = f"select json_group_structure(json) from (select json from {read} where starts_with(json, '{{') limit 20000)"
+    objects = f"select json from {read} where starts_with(json, '{{') limit 20000"
+    sample = f"select json_group_structure(json) from ({objects})"
     structures = {event: con.execute(sample, [paths]).fetchone()[0] for event, paths in by_event.items()}
     started = time.perf_counter()
     con.begin()
