@@ -3,6 +3,9 @@
     python -m flows.deployments check          # prefect.yaml against ctsync.yml and the rules
     python -m flows.deployments write [--pipeline-every-hours 2] [--destination jsonl]
 
+``write`` makes the pipeline, load and backfill deployments from ctsync.yml and keeps every other
+deployment of prefect.yaml as it is (the event sync, a team's own).
+
 Rules: the pipeline runs every 2 to 3 hours; every recurring export in ctsync.yml has its own
 load deployment on the export's interval (4 to 24 hours); the backfill has no schedule; every
 deployment allows one run at a time and cancels a new run while one is active (CANCEL_NEW).
@@ -118,8 +121,33 @@ def check(specs: Sequence[DeploymentSpec], exports: dict[str, int]) -> list[str]
     return problems
 
 
-def render(exports: dict[str, int], *, pipeline_every_hours: float = 2.0, destination: str = "jsonl") -> str:
-    """prefect.yaml for these exports."""
+GENERATED_ENTRYPOINTS = (PIPELINE_ENTRYPOINT, LOAD_ENTRYPOINT, BACKFILL_ENTRYPOINT)
+"""The deployments ``write`` makes from ctsync.yml; it keeps every other one (the event sync, a team's own)."""
+
+
+def kept_deployments(path: Path) -> list[dict[str, Any]]:
+    """The deployments of ``path`` that ``write`` does not make from ctsync.yml, as they are written there."""
+    if not path.exists():
+        return []
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CtsyncError(f"cannot read {path}: {exc}") from exc
+    return [
+        dict(entry)
+        for entry in document.get("deployments") or []
+        if isinstance(entry, dict) and entry.get("entrypoint") not in GENERATED_ENTRYPOINTS
+    ]
+
+
+def render(
+    exports: dict[str, int],
+    *,
+    pipeline_every_hours: float = 2.0,
+    destination: str = "jsonl",
+    kept: Sequence[dict[str, Any]] = (),
+) -> str:
+    """prefect.yaml for these exports; ``kept`` (deployments ctsync.yml does not describe) go before the backfill."""
     if not PIPELINE_HOURS[0] <= pipeline_every_hours <= PIPELINE_HOURS[1]:
         raise CtsyncError(f"the pipeline runs every 2 to 3 hours, not every {pipeline_every_hours:g}")
     deployments: list[dict[str, Any]] = [
@@ -145,6 +173,7 @@ def render(exports: dict[str, int], *, pipeline_every_hours: float = 2.0, destin
                 "work_pool": dict(WORK_POOL),
             }
         )
+    deployments.extend(dict(entry) for entry in kept)
     deployments.append(
         {
             "name": "backfill",
@@ -201,11 +230,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         exports = recurring_exports()
         if args.command == "write":
             PREFECT_YAML.write_text(
-                render(exports, pipeline_every_hours=args.pipeline_every_hours, destination=args.destination),
+                render(
+                    exports,
+                    pipeline_every_hours=args.pipeline_every_hours,
+                    destination=args.destination,
+                    kept=kept_deployments(PREFECT_YAML),
+                ),
                 encoding="utf-8",
             )
             print(f"wrote {PREFECT_YAML.name}")
-        problems = check(read_prefect_yaml(), exports)
+        problems = check(read_prefect_yaml(PREFECT_YAML), exports)
     except CtsyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -93,3 +93,20 @@ def test_stopping_an_export_pauses_its_deployment(
     assert counts["exports run"] == 0
     with get_client(sync_client=True) as client:
         assert client.read_deployment(deployment_id).paused is True
+
+
+def test_write_keeps_the_deployments_ctsync_yml_does_not_describe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event sync (and a team's own deployment) survive `python -m flows.deployments write`."""
+    target = tmp_path / "prefect.yaml"
+    target.write_text(deployments.PREFECT_YAML.read_text())
+    before = {entry["name"]: entry for entry in yaml.safe_load(target.read_text())["deployments"]}
+    events = next(
+        entry for entry in before.values() if entry["entrypoint"] == "flows/events.py:sync_events_to_clevertap"
+    )
+    monkeypatch.setattr(deployments, "PREFECT_YAML", target)
+    assert deployments.main(["write"]) == 0
+    after = {entry["name"]: entry for entry in yaml.safe_load(target.read_text())["deployments"]}
+    assert after[events["name"]] == events
+    assert set(after) == set(before)
