@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ctsync.cli_lake import LakeOption
 from ctsync.cli_support import (
     JsonOption,
     VersionOption,
@@ -128,6 +129,7 @@ def load(
     timezone: Annotated[str, typer.Option(help="The CleverTap project's IANA timezone (ts is local).")] = "UTC",
     region: Annotated[str, typer.Option(help="The source's region: us or eu.")] = "us",
     warehouse: WarehouseOption = None,
+    lake: LakeOption = None,
     user_id_fields: Annotated[
         str, typer.Option(help="Profile fields for user_id, in priority order.")
     ] = "identity,email,phone",
@@ -171,6 +173,7 @@ def load(
                 paths,
                 options,
                 warehouse=warehouse or settings.warehouse,
+                lake=lake or settings.lake,
                 progress=on_progress,
                 on_start=on_start,
             )
@@ -326,6 +329,7 @@ def _mount() -> None:
     from ctsync.cli_events import events_app
     from ctsync.cli_explain import explain
     from ctsync.cli_exports import exports_app
+    from ctsync.cli_lake import lake_app
     from ctsync.cli_sync import register as register_sync
 
     register_sync(app)
@@ -333,6 +337,7 @@ def _mount() -> None:
     app.command("explain")(explain)
     app.add_typer(exports_app, name="exports", help="CleverTap export jobs: list, show, run, stop, validate.")
     app.add_typer(events_app, name="events", help="Send warehouse events (Track, Page, Screen) to CleverTap.")
+    app.add_typer(lake_app, name="lake", help="The lake: publish committed batches, register its tables in Spark.")
 
 
 _mount()

@@ -14,13 +14,17 @@ Region = Literal["us", "eu"]
 
 
 class Settings(BaseSettings):
-    """``CTSYNC_WAREHOUSE``, ``CTSYNC_WORKSPACE_REGION``, ``CTSYNC_CONFIG``, ``CTSYNC_PROJECT_DIR``."""
+    """``CTSYNC_WAREHOUSE``, ``CTSYNC_LAKE``, ``CTSYNC_WORKSPACE_REGION``, ``CTSYNC_CONFIG``, ``CTSYNC_PROJECT_DIR``."""
 
     model_config = SettingsConfigDict(env_prefix="CTSYNC_", extra="ignore")
 
     warehouse: str = Field(
         default="warehouse.duckdb",
         description="DuckDB file path, duckdb:/// URL, or postgresql:// URL.",
+    )
+    lake: str | None = Field(
+        default=None,
+        description="Lake root (a folder or s3://... URL) for ctsync load --lake; the warehouse is then its state.",
     )
     workspace_region: Region = Field(
         default="us", description="Region of the workspace the data belongs to (us or eu)."

@@ -160,13 +160,15 @@ def load_export_files(
     options: LoadOptions,
     *,
     warehouse: str | WarehouseTarget = "warehouse.duckdb",
+    lake: str | None = None,
     progress: ProgressCallback | None = None,
     on_start: ProgressCallback | None = None,
 ) -> LoadSummary:
     """Load the CleverTap export files under ``paths`` (events and profiles) into the warehouse.
 
-    ``warehouse`` is a DuckDB file or a PostgreSQL URL. ``on_start`` receives (files, bytes) found;
-    ``progress`` receives increments as batches finish.
+    ``warehouse`` is a DuckDB file or a PostgreSQL URL. With ``lake`` (a folder or an fsspec URL) the
+    tables go there as Parquet and ``warehouse`` is the lake's state database (docs/lake.md).
+    ``on_start`` receives (files, bytes) found; ``progress`` receives increments as batches finish.
     """
     check_region(options.region, options.workspace_region)
     check_timezone(options.timezone)
@@ -177,8 +179,17 @@ def load_export_files(
         on_start(len(files), sum(f.size for f in files))
     started = time.perf_counter()
     duck, target = _open(where, schema)
+    described = where.describe()
     try:
+        from ctsync.warehouse.lake import open_lake_target, refuse_lake_state
+
+        if lake is not None:
+            lake_target = open_lake_target(duck, target, lake, schema)
+            target, described = lake_target, f"{lake_target.lake.describe()} (state: {described})"
+        else:
+            refuse_lake_state(target, schema)
         summary = _load(duck, target, files, schema, options, where, progress)
+        summary.warehouse = described
     finally:
         target.close()
         if target.kind != "duckdb":

@@ -182,10 +182,12 @@ def write_identifies_and_users(
     )
     if not written.rows:
         return written, 0
-    return written, _refresh_users(target, schema, existing, received_at)
+    return written, _refresh_users(con, target, schema, existing, received_at)
 
 
-def _refresh_users(target: Target, schema: str, existing: Catalog, received_at: str) -> int:
+def _refresh_users(
+    con: duckdb.DuckDBPyConnection, target: Target, schema: str, existing: Catalog, received_at: str
+) -> int:
     """Recompute, from all of ``identifies``, the users whose records this load added."""
     standard = {column.name for column in STANDARD} | {UNPLACED_COLUMN}  # a record's, not a user's
     traits = [(name, type_) for name, type_ in existing["identifies"].items() if name not in standard]
@@ -194,6 +196,9 @@ def _refresh_users(target: Target, schema: str, existing: Catalog, received_at: 
     for name, type_ in traits:
         if existing["users"].get(name) != type_:
             target.alter_type(schema, "users", name, type_, existing)
+    rebuilt = target.rebuild_users(con, schema, list(existing["users"].items()), received_at)
+    if rebuilt is not None:
+        return rebuilt
     users, identifies = qualified(schema, "users"), qualified(schema, "identifies")
     touched = (
         f"select distinct user_id from {identifies} "

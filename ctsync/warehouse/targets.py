@@ -118,6 +118,13 @@ class Target(ABC):
     def latest_value_sql(self, column: str) -> str:
         """Aggregate: ``column``'s latest non-null value by (timestamp, received_at)."""
 
+    def rebuild_users(
+        self, duck: duckdb.DuckDBPyConnection, schema: str, columns: Sequence[tuple[str, str]], received_at: str
+    ) -> int | None:
+        """A target whose ``users`` cannot be updated in SQL (the lake's Parquet) refreshes the users of this
+        batch's new ``identifies`` rows here, with ``columns``, and returns how many; None: the SQL refresh."""
+        return None
+
     def json_array_total(self, schema: str, table: str, column: str, received_at: str) -> int:
         """The total length of the JSON arrays in ``column`` of the rows received at ``received_at``."""
         rows = self.execute(
