@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,10 +16,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+import yaml
+
 from ctsync.errors import CtsyncError, WarehouseBusy
 from ctsync.lineage import write_engage_model_names
-from ctsync.sources import find_clevertap_sources, reading, require_clevertap_sources
+from ctsync.sources import ClevertapSources, find_clevertap_sources, reading, require_clevertap_sources
 from ctsync.warehouse.connection import WarehouseTarget, parse_warehouse
+from ctsync.warehouse.lake.batches import BATCHES_TABLE
 from ctsync.warehouse.targets import Target
 
 LogCallback = Callable[[str, str], None]
@@ -100,7 +104,27 @@ def dbt_warehouse(environment: dict[str, str], target: str | None) -> WarehouseT
         database = quote(environment.get("CTSYNC_PG_DATABASE") or "ctsync", safe="")
         credentials = f"{user}:{password}" if password else user
         return WarehouseTarget("postgres", f"postgresql://{credentials}@{host}:{port}/{database}")
-    raise CtsyncError(f"unknown dbt target {name!r}: profiles.yml has the targets duckdb and postgres")
+    raise CtsyncError(f"unknown dbt target {name!r}: profiles.yml has the targets duckdb, postgres and spark")
+
+
+CATALOG_ADAPTERS = ("spark", "databricks")
+"""dbt adapters whose warehouse ctsync does not open itself: dbt looks in their catalog for the sources
+and reads back the sizes (``dbt run-operation``), in the process that runs the build."""
+
+
+def profile_target_type(folder: Path, name: str) -> str | None:
+    """The adapter (``type``) of the output ``name`` of the project's profile in ``folder/profiles.yml``;
+    None when there is no such output."""
+    try:
+        project = yaml.safe_load((folder / "dbt_project.yml").read_text(encoding="utf-8")) or {}
+        profiles = yaml.safe_load((folder / "profiles.yml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    profile = profiles.get(str(project.get("profile") or "ctsync")) if isinstance(profiles, dict) else None
+    outputs = profile.get("outputs") if isinstance(profile, dict) else None
+    output = outputs.get(name) if isinstance(outputs, dict) else None
+    kind = output.get("type") if isinstance(output, dict) else None
+    return str(kind) if kind else None
 
 
 def build_models(
@@ -126,9 +150,15 @@ def build_models(
     which would lock the warehouse for the steps after. Its log lines come back as they happen.
     """
     folder = project or project_dir()
+    named = target or os.environ.get("CTSYNC_DBT_TARGET")
+    if named and named not in ("duckdb", "postgres") and profile_target_type(folder, named) in CATALOG_ADAPTERS:
+        return _build_in_catalog(
+            folder, named, target=target, as_of=as_of, select=select, full_refresh=full_refresh, on_log=on_log
+        )
     environment = _child_environment(warehouse)
     where = dbt_warehouse(environment, target)
     with reading(where) as reader:
+        refuse_lake_state(reader, where)
         found = find_clevertap_sources(reader)
     sources = require_clevertap_sources(found, where)
     if found.without_events and on_log is not None:
@@ -170,21 +200,119 @@ def build_models(
     return result
 
 
+def refuse_lake_state(reader: Target, where: WarehouseTarget) -> None:
+    """Refuse to build on a lake's state database: its event tables are the lake's empty catalog (the rows
+    are Parquet files in the lake), so every audience would come out empty."""
+    rows = reader.execute(
+        "select distinct table_schema from information_schema.tables "
+        "where table_catalog = current_database() and table_name = ? order by 1",
+        [BATCHES_TABLE],
+    )
+    if rows:
+        schemas = ", ".join(str(row[0]) for row in rows)
+        raise CtsyncError(
+            f"{where.describe()} is the state database of a lake (schema(s) {schemas} were loaded into the lake): "
+            "its tables hold no rows, so audiences built here would be empty. Register the lake's tables in "
+            "Spark (`ctsync lake register --nickname NAME`) and build there (`dbt build --target spark`); "
+            "see docs/lake.md"
+        )
+
+
+def _build_in_catalog(
+    folder: Path,
+    name: str,
+    *,
+    target: str | None,
+    as_of: datetime | None,
+    select: Sequence[str],
+    full_refresh: bool,
+    on_log: LogCallback | None,
+) -> BuildResult:
+    """``dbt build`` on a target whose warehouse ctsync cannot open (Spark, Databricks): its catalog.
+
+    The guards of a DuckDB or PostgreSQL build run in the child, through dbt on the same target
+    (``run-operation report_clevertap_sources``, the same discovery the models use): a catalog with no
+    schema ``ctsync load`` wrote, or none with an event table, refuses the build before it runs. The
+    sizes come back the same way (``run-operation report_build_sizes``). ``--warehouse`` is not read:
+    the data is in the catalog. The schemas are not passed in ``clevertap_schemas``: every invocation
+    gets the same vars, so dbt parses the project once (partial parsing), and the build finds the same
+    schemas itself.
+    """
+    variables: dict[str, Any] = {}
+    if as_of is not None:
+        variables["as_of"] = as_of.isoformat()
+    common = ["--project-dir", str(folder), "--profiles-dir", str(folder), "--vars", json.dumps(variables)]
+    if target:
+        common += ["--target", target]
+    quiet = ["--no-use-colors", "--log-level", "none"]
+    args = [*quiet, "build", *common]
+    for selector in select:
+        args += ["--select", selector]
+    if full_refresh:
+        args.append("--full-refresh")
+    options = {
+        "sources": [*quiet, "run-operation", "report_clevertap_sources", *common],
+        "sizes": [*quiet, "run-operation", "report_build_sizes", *common],
+    }
+    if on_log is not None:
+        on_log("info", f"target {name}: the CleverTap schemas are looked up in its catalog (--warehouse is not read)")
+    started = time.perf_counter()
+    environment = dict(os.environ)
+    listed = write_engage_model_names(folder)
+    if listed is not None and on_log is not None:
+        on_log("info", f"listed the audience and trait models for dbt's lineage in {listed}")
+    if needs_packages(folder):
+        deps = [*quiet, "deps", "--project-dir", str(folder)]
+        _run_child(deps, environment, on_log)
+    outcome = _run_child(args, environment, on_log, options)
+    found = outcome.get("sources") or {}
+    sources = ClevertapSources(
+        with_events=[str(schema) for schema in found.get("with_events", [])],
+        without_events=[str(schema) for schema in found.get("without_events", [])],
+    )
+    if outcome.get("refused"):
+        require_clevertap_sources(sources, f"the catalog of target {name}", catalog=True)
+    if sources.without_events and on_log is not None:
+        on_log("warn", f"not read, no event table yet: {', '.join(sources.without_events)}")
+    result = BuildResult(
+        success=outcome["success"],
+        counts=outcome["counts"],
+        failures=outcome["failures"],
+        seconds=time.perf_counter() - started,
+        sources=sources.with_events,
+    )
+    for kind, key, size in outcome.get("sizes") or []:
+        sizes = result.audience_sizes if kind == "audience" else result.trait_sizes
+        sizes[str(key)] = int(size)
+    return result
+
+
 def needs_packages(folder: Path) -> bool:
     """The project depends on dbt packages (ctsync's, in a project from ``ctsync init``) not installed yet."""
     return (folder / "packages.yml").is_file() and not any((folder / "dbt_packages").glob("*"))
 
 
-def _run_child(args: list[str], environment: dict[str, str], on_log: LogCallback | None) -> dict[str, Any]:
-    """dbt in a child process (``python -m ctsync.build``): its log lines as they come, then its outcome."""
+def _run_child(
+    args: list[str],
+    environment: dict[str, str],
+    on_log: LogCallback | None,
+    options: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """dbt in a child process (``python -m ctsync.build``): its log lines as they come, then its outcome.
+    ``options`` (see :func:`_child`) runs dbt operations before and after the build there."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "ctsync.build", json.dumps(args)],
+        [sys.executable, "-m", "ctsync.build", json.dumps(args), json.dumps(options or {})],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=environment,
         text=True,
     )
     assert child.stdout is not None and child.stderr is not None
+    # Read stderr as it comes: a chatty child (Spark's JVM logs there) would otherwise fill the pipe and
+    # stop, waiting for a reader, while this process waits for its stdout.
+    stderr_tail: deque[str] = deque(maxlen=20)
+    drain = threading.Thread(target=stderr_tail.extend, args=(child.stderr,), daemon=True)
+    drain.start()
     outcome: dict[str, Any] | None = None
     for line in child.stdout:
         try:
@@ -196,10 +324,10 @@ def _run_child(args: list[str], environment: dict[str, str], on_log: LogCallback
                 on_log(item["log"][0], item["log"][1])
         elif "result" in item:
             outcome = item["result"]
-    errors = child.stderr.read()
     child.wait()
+    drain.join()
     if outcome is None:
-        tail = " | ".join(errors.strip().splitlines()[-5:])
+        tail = " | ".join([line.strip() for line in stderr_tail if line.strip()][-5:])
         raise CtsyncError(f"dbt build stopped without a result (exit code {child.returncode}): {tail}")
     exception = outcome["exception"]
     if exception is not None:
@@ -224,8 +352,14 @@ def read_build_sizes(reader: Target, build_id: str) -> tuple[dict[str, int], dic
     return audiences, traits
 
 
-def _child(args: list[str]) -> None:
+def _child(args: list[str], options: dict[str, list[str]] | None = None) -> None:
     """The child process: dbt's Python API; log lines and the outcome as JSON lines on stdout.
+
+    ``options["sources"]``: the arguments of ``dbt run-operation report_clevertap_sources``, run first;
+    the outcome carries what it found, and when no loaded schema has an event table the build is not
+    run (``refused``). ``options["sizes"]``: those of ``dbt run-operation report_build_sizes``, run after
+    a successful build with its id; the outcome carries the sizes. Both run in this process, on the
+    build's connection (a Spark session started once).
 
     It leaves with ``os._exit``: dbt-duckdb never closes its DuckDB handle, and tearing the
     interpreter down around it only prints nanobind leak reports.
@@ -238,12 +372,66 @@ def _child(args: list[str]) -> None:
         out.flush()
 
     try:
-        send({"result": _invoke_dbt(args, send)})
+        send({"result": _build_with_operations(args, options or {}, send)})
     except Exception as exc:  # reported to the parent, which raises CtsyncError
         send({"result": {"success": False, "counts": {}, "failures": [], "exception": f"{type(exc).__name__}: {exc}"}})
     finally:
         out.flush()
         os._exit(0)
+
+
+_REPORT_MARK = "ctsync:"
+"""Log lines of ctsync's reporting macros start with it (``ctsync:sources {...}``): kept, not shown."""
+
+
+def _build_with_operations(
+    args: list[str], options: dict[str, list[str]], send: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    sources: dict[str, Any] | None = None
+    if "sources" in options:
+        sources = _operation(options["sources"], "sources", send)
+        if not sources.get("with_events"):
+            return {
+                "success": False,
+                "counts": {},
+                "failures": [],
+                "exception": None,
+                "sources": sources,
+                "refused": True,
+            }
+    result = _invoke_dbt(args, send)
+    if sources is not None:
+        result["sources"] = sources
+    if result["success"] and "sizes" in options and result.get("build_id"):
+        try:
+            arguments = json.dumps({"build_id": result["build_id"]})
+            result["sizes"] = _operation([*options["sizes"], "--args", arguments], "sizes", send)
+        except Exception as exc:  # the build succeeded: say why the sizes are missing
+            send({"log": ["warn", f"the sizes of this build could not be read back: {exc}"]})
+    return result
+
+
+def _operation(args: list[str], name: str, send: Callable[[dict[str, Any]], None]) -> Any:
+    """Run ``dbt run-operation`` (``args``) and return what its macro logged as ``ctsync:<name> <json>``."""
+    from dbt.cli.main import dbtRunner
+
+    reported: list[Any] = []
+    mark = f"{_REPORT_MARK}{name} "
+
+    def collect(event: Any) -> None:
+        info = getattr(event, "info", None)
+        message = str(getattr(info, "msg", ""))
+        if message.startswith(mark):
+            reported.append(json.loads(message[len(mark) :]))
+        elif message and str(getattr(info, "level", "debug")) in ("warn", "error"):
+            send({"log": [str(info.level), message]})  # type: ignore[union-attr]
+
+    result = dbtRunner(callbacks=[collect]).invoke(args)
+    if result.exception is not None:
+        raise CtsyncError(str(result.exception))
+    if not result.success or not reported:
+        raise CtsyncError(f"dbt run-operation {args[args.index('run-operation') + 1]} did not report")
+    return reported[-1]
 
 
 def _invoke_dbt(args: list[str], send: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -254,7 +442,7 @@ def _invoke_dbt(args: list[str], send: Callable[[dict[str, Any]], None]) -> dict
         info = getattr(event, "info", None)
         level = str(getattr(info, "level", "debug"))
         message = str(getattr(info, "msg", ""))
-        if message and level != "debug":
+        if message and level != "debug" and not message.startswith(_REPORT_MARK):
             send({"log": [level, message]})
 
     result = dbtRunner(callbacks=[forward]).invoke(args)
@@ -279,4 +467,4 @@ def _invoke_dbt(args: list[str], send: Callable[[dict[str, Any]], None]) -> dict
 
 
 if __name__ == "__main__":
-    _child(json.loads(sys.argv[1]))
+    _child(json.loads(sys.argv[1]), json.loads(sys.argv[2]) if len(sys.argv) > 2 else None)

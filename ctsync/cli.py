@@ -134,6 +134,16 @@ def load(
         str, typer.Option(help="Profile fields for user_id, in priority order.")
     ] = "identity,email,phone",
     anonymous_id_field: Annotated[str, typer.Option(help="Profile field for anonymous_id.")] = "objectId",
+    batch_mb: Annotated[
+        int,
+        typer.Option(
+            min=16,
+            envvar="CTSYNC_BATCH_MB",
+            show_envvar=True,
+            help="JSON per transaction, in MB: its size sets the load's peak memory (96: about 550 MiB; "
+            "512: about 900 MiB and a third faster).",
+        ),
+    ] = 96,
     json_output: JsonOption = False,
 ) -> None:
     """Load CleverTap event export files into Segment-style tables."""
@@ -152,6 +162,7 @@ def load(
             region=region.lower(),
             workspace_region=settings.workspace_region,
             identifiers=IdentifierPriority(user_id=fields, anonymous_id=anonymous_id_field.strip()),
+            batch_bytes=batch_mb * 1024 * 1024,
         )
         with progress_bar(
             TextColumn("loading"),
@@ -263,7 +274,12 @@ def build(
     as_of: Annotated[
         str | None, typer.Option(help="Compute memberships and traits as of this ISO time (default now).")
     ] = None,
-    target: Annotated[str | None, typer.Option(help="dbt target from profiles.yml (duckdb, postgres).")] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CTSYNC_DBT_TARGET", show_envvar=True, help="dbt target from profiles.yml (duckdb, postgres, spark)."
+        ),
+    ] = None,
     warehouse: WarehouseOption = None,
     select: Annotated[list[str] | None, typer.Option(help="dbt node selection (repeatable).")] = None,
     json_output: JsonOption = False,

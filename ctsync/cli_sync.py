@@ -107,6 +107,16 @@ def sync(
             show_envvar=True,
         ),
     ] = None,
+    engage_source: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CTSYNC_ENGAGE_SOURCE",
+            show_envvar=True,
+            help="Read the audiences and traits from here, not from the warehouse (which then only keeps the "
+            "sync's state): spark (a session with the spark target's settings), spark:SCHEMA, sc://HOST:PORT "
+            "(Spark Connect), or a folder of Parquet folders, one per engage relation. See docs/spark.md.",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Send Identify calls for audience entries/exits and changed computed traits to a destination.
@@ -152,6 +162,7 @@ def sync(
                     mass_change_floor=mass_change_floor,
                     output=output,
                     secret_resolver=cli_read_secret,
+                    engage_source=engage_source,
                 )
             except MassChangeRefused as refused:
                 return refused
@@ -188,6 +199,11 @@ def _print_summary(summary: object) -> None:
         f"{what} {summary.destination} ({summary.destination_kind}): "
         f"{summary.entered:,} entered, {summary.exited:,} exited, {summary.traits_changed:,} traits changed"
     )
+    if summary.engage_source:
+        out().print(
+            f"read from {summary.engage_source}: {sum(summary.engage_rows.values()):,} rows of "
+            f"{len(summary.engage_rows)} engage relations in {summary.engage_read_seconds:.2f} s"
+        )
     for part in computations_parts(summary.computations, "per audience and trait") if summary.computations else []:
         out().print(part)
     if summary.dry_run:

@@ -87,19 +87,33 @@ def find_clevertap_sources(target: Target) -> ClevertapSources:
     )
 
 
-def require_clevertap_sources(sources: ClevertapSources, where: WarehouseTarget) -> list[str]:
-    """The schemas to read; CtsyncError when there is none, saying what to load."""
+def require_clevertap_sources(
+    sources: ClevertapSources, where: WarehouseTarget | str, *, catalog: bool = False
+) -> list[str]:
+    """The schemas to read; CtsyncError when there is none, saying what to load.
+
+    ``where`` is the warehouse, or a description of a catalog ctsync does not open itself (Spark's):
+    with ``catalog`` the advice is to load into the lake and register its tables there.
+    """
     if sources.with_events:
         return sources.with_events
+    described = where if isinstance(where, str) else where.describe()
     if sources.without_events:
         loaded = ", ".join(sources.without_events)
         raise CtsyncError(
-            f"the CleverTap schema(s) {loaded} in {where.describe()} hold no event table yet (only profiles, "
+            f"the CleverTap schema(s) {loaded} in {described} hold no event table yet (only profiles, "
             "or nothing that loaded): audiences need events. Load event exports first "
             "(`ctsync load PATH --nickname NAME`, with the same nickname and warehouse), then build again"
         )
+    if catalog:
+        raise CtsyncError(
+            f"no CleverTap data in {described}: no schema has the _loads table `ctsync load` writes. "
+            "Load exports into a lake and register its tables there (`ctsync load PATH --nickname NAME "
+            "--lake ROOT`, then `ctsync lake register --nickname NAME`, docs/lake.md), or check the "
+            "target's settings (the spark target's catalog is the metastore CTSYNC_SPARK_METASTORE names)"
+        )
     raise CtsyncError(
-        f"no CleverTap data in {where.describe()}: no schema has the _loads table `ctsync load` writes. "
+        f"no CleverTap data in {described}: no schema has the _loads table `ctsync load` writes. "
         "Check --warehouse or CTSYNC_WAREHOUSE (and --target), or load exports first with "
         "`ctsync load PATH --nickname NAME`"
     )

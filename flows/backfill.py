@@ -13,21 +13,29 @@ from flows.outcomes import IncompleteRun
 
 
 @task(retries=3, retry_delay_seconds=[10, 60, 300], retry_condition_fn=retry_on_io)
-def backfill_task(export: str, start: date, end: date, config: str | None, warehouse: str | None) -> BackfillResult:
+def backfill_task(
+    export: str, start: date, end: date, config: str | None, warehouse: str | None, lake: str | None = None
+) -> BackfillResult:
     use_storage_blocks(config)
-    return run_backfill(export, start, end, config=config, warehouse=warehouse)
+    return run_backfill(export, start, end, config=config, warehouse=warehouse, lake=lake)
 
 
 @flow(name="backfill-clevertap-export")
 def backfill_clevertap_export(
-    export: str, start: date, end: date, config: str | None = None, warehouse: str | None = None
+    export: str,
+    start: date,
+    end: date,
+    config: str | None = None,
+    warehouse: str | None = None,
+    lake: str | None = None,
 ) -> dict[str, int]:
     """Load ``export``'s files for ``start``..``end`` (its local dates); a range CleverTap refuses fails.
 
     Ends Failed, after publishing its counts, when files did not fully load (failed, unsupported,
-    truncated or corrupt); the files that did load stay loaded.
+    truncated or corrupt); the files that did load stay loaded. ``lake`` (default ``CTSYNC_LAKE``) loads
+    into that lake, ``warehouse`` being its state database.
     """
-    result = backfill_task(export, start, end, config, warehouse)
+    result = backfill_task(export, start, end, config, warehouse, lake)
     summary = result.summary
     counts = {
         "files loaded": summary.count("loaded"),

@@ -46,25 +46,25 @@ def use_storage_blocks(config: str | None) -> None:
 
 
 @task(retries=3, retry_delay_seconds=[10, 60, 300], retry_condition_fn=retry_on_io)
-def run_one_export(name: str, config: str | None, warehouse: str | None) -> ExportRunResult:
+def run_one_export(name: str, config: str | None, warehouse: str | None, lake: str | None = None) -> ExportRunResult:
     """Retried only when a retry can fix the run (``retryable``); any other result, failed or not, is returned."""
     use_storage_blocks(config)
-    result = run_export(name, config=config, warehouse=warehouse)
+    result = run_export(name, config=config, warehouse=warehouse, lake=lake)
     if result.retryable:
         raise LoadIncomplete(f"export {name}: {result.error}", result)
     return result
 
 
 @task(retries=3, retry_delay_seconds=[10, 60, 300], retry_condition_fn=retry_on_io)
-def run_all_due(config: str | None, warehouse: str | None) -> DueExportsResult:
+def run_all_due(config: str | None, warehouse: str | None, lake: str | None = None) -> DueExportsResult:
     use_storage_blocks(config)
-    return run_due_exports(config=config, warehouse=warehouse)
+    return run_due_exports(config=config, warehouse=warehouse, lake=lake)
 
 
-def run_with_retries(name: str, config: str | None, warehouse: str | None) -> ExportRunResult:
+def run_with_retries(name: str, config: str | None, warehouse: str | None, lake: str | None = None) -> ExportRunResult:
     """``run_one_export``; once its retries are spent, the last failed run's result."""
     try:
-        return run_one_export(name, config, warehouse)
+        return run_one_export(name, config, warehouse, lake)
     except LoadIncomplete as exc:
         if exc.result is None:
             raise
@@ -88,9 +88,10 @@ def pause_this_deployment() -> None:
 
 @flow(name="load-clevertap-exports")
 def load_clevertap_exports(
-    export: str | None = None, config: str | None = None, warehouse: str | None = None
+    export: str | None = None, config: str | None = None, warehouse: str | None = None, lake: str | None = None
 ) -> dict[str, int]:
-    """Load one export job (``export``) now, or every export job that is due (none named).
+    """Load one export job (``export``) now, or every export job that is due (none named); into ``lake``
+    (default ``CTSYNC_LAKE``) when one is named, ``warehouse`` then being its state database.
 
     Ends Failed, after publishing its counts, when an export run did not fully load (files failed,
     unsupported, truncated or corrupt) or could not run (a refused edit of the settings file); the
@@ -103,14 +104,15 @@ def load_clevertap_exports(
             logger.info("export %s is stopped or done: pausing this deployment's schedule", export)
             pause_this_deployment()
             return totals_of(())
-        results: tuple[ExportRunResult, ...] = (run_with_retries(export, config, warehouse),)
+        results: tuple[ExportRunResult, ...] = (run_with_retries(export, config, warehouse, lake),)
         problems: tuple[str, ...] = ()
     else:
-        due = run_all_due(config, warehouse)
+        due = run_all_due(config, warehouse, lake)
         if due.not_due:
             logger.info("not due yet: %s", ", ".join(due.not_due))
         results = tuple(
-            run_with_retries(result.export, config, warehouse) if result.retryable else result for result in due.results
+            run_with_retries(result.export, config, warehouse, lake) if result.retryable else result
+            for result in due.results
         )
         problems = due.problems
     for result in results:

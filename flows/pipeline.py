@@ -26,6 +26,7 @@ def clevertap_engage_pipeline(
     warehouse: str | None = None,
     config: str | None = None,
     allow_mass_change: bool = False,
+    lake: str | None = None,
 ) -> dict[str, dict[str, int]]:
     """Load due exports (or ``export``), rebuild audiences and traits, sync what changed.
 
@@ -36,9 +37,11 @@ def clevertap_engage_pipeline(
     warehouse unreachable or still busy after retries, a settings file with problems) stops the
     pipeline, and so does a failed build: nothing is synced from a build that did not finish. A sync
     the mass-change guard refuses sends nothing; ``allow_mass_change`` sends it once the build is checked.
+    With a lake (``lake`` or ``CTSYNC_LAKE``) the load goes there and the build refuses the lake's state
+    database (it holds no rows): build the lake on Spark instead (docs/lake.md).
     """
     summary = PipelineSummary(destination)
-    loaded = load_clevertap_exports(export=export, config=config, warehouse=warehouse, return_state=True)
+    loaded = load_clevertap_exports(export=export, config=config, warehouse=warehouse, lake=lake, return_state=True)
     summary.load = result_of(loaded)
     failures = [] if loaded.is_completed() else [failure_of("load", loaded)]
     if failures and not isinstance(loaded.result(raise_on_failure=False), IncompleteRun):

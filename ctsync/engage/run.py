@@ -33,6 +33,7 @@ from ctsync.engage.outbox import count_pending, prune_outbox, reconcile_outbox
 from ctsync.engage.payloads import engage_integrations, iso_original_timestamp, iso_timestamp, space_id_from
 from ctsync.engage.preview import check_output_path, preview_changes, write_changes
 from ctsync.engage.send import DEFAULT_CHUNK_SIZE, Sender, save_counts
+from ctsync.engage.source import EngageSource, ExposedEngage, expose, resolve_engage_source
 from ctsync.engage.state import (
     Dialect,
     acquire_lock,
@@ -94,8 +95,13 @@ def sync_destination(
     mass_change_share: float | None = None,
     mass_change_floor: int | None = None,
     output: str | os.PathLike[str] | None = None,
+    engage_source: str | EngageSource | None = None,
 ) -> SyncSummary:
     """Sync the current audiences and computed traits to one destination.
+
+    ``engage_source`` (else ``CTSYNC_ENGAGE_SOURCE``) reads the engage relations from elsewhere than
+    ``warehouse``, which then only keeps the sync's state (:mod:`ctsync.engage.source`): ``spark``,
+    ``spark:SCHEMA``, ``sc://...`` or a folder of Parquet folders. A DuckDB state file is created if missing.
 
     ``destination`` replaces the one built from the settings (tests, embedding). A second sync
     of the same destination (or, on DuckDB, any other writer of the file) waits up to
@@ -119,8 +125,14 @@ def sync_destination(
     keep_days = resolve_keep_sent_days(keep_sent_days, env)
     guard = resolve_guard(share=mass_change_share, floor=mass_change_floor, allow=allow_mass_change, environ=env)
     target = parse_warehouse(warehouse)
+    source = resolve_engage_source(engage_source, env)
+    new_state: Path | None = None
     if target.kind == "duckdb" and not Path(target.location).is_file():
-        raise CtsyncError(f"no warehouse at {target.location}: load data and run `dbt build` first")
+        if source is None:
+            raise CtsyncError(f"no warehouse at {target.location}: load data and run `dbt build` first")
+        new_state = Path(target.location)
+        new_state.parent.mkdir(parents=True, exist_ok=True)
+        logger.warning("%s: a new state database, nothing confirmed yet: every current value is sent", target.location)
     run = _Run(
         destination_name=destination_name,
         space_id=space_id_from(env, space_id),
@@ -144,11 +156,19 @@ def sync_destination(
         try:
             conn = connect(engine, wait_seconds=wait_seconds)
             try:
+                if source is not None:
+                    run.source = expose(conn, source)
+                    run.engage_schema = run.source.schema
                 return run.execute(conn, dest, dry_run=dry_run, wait_seconds=wait_seconds)
             finally:
                 conn.close()
         finally:
             engine.dispose()
+    except BaseException:
+        if new_state is not None and run.source is None:  # the source could not be read: leave no empty state
+            for leftover in (new_state, new_state.with_name(new_state.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+        raise
     finally:
         if owned:
             dest.close()
@@ -185,12 +205,18 @@ class _Run:
     output: Path | None = None
     run_id: str = ""
     destination_kind: str = "segment"
+    source: ExposedEngage | None = None
+    """The engage relations, when read from an engage source into the state database for the run."""
 
     def execute(self, conn: sa.Connection, dest: Destination, *, dry_run: bool, wait_seconds: float) -> SyncSummary:
         started = now()
         self.run_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         summary = SyncSummary(self.run_id, self.destination_name, dest.kind, dry_run)
         self.destination_kind = dest.kind
+        if self.source is not None:
+            summary.engage_source = self.source.source
+            summary.engage_rows = self.source.rows
+            summary.engage_read_seconds = self.source.seconds
         dialect = Dialect.of(conn)
         with conn.begin():
             create_state_tables(conn)

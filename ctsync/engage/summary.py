@@ -117,6 +117,11 @@ class SyncSummary:
     in a dry run, would be) refused, or that the operator allowed it."""
     output: str | None = None
     """Dry runs with an output file: where the full diff was written."""
+    engage_source: str | None = None
+    """Where the engage relations were read from, when not the warehouse (``--engage-source``)."""
+    engage_rows: dict[str, int] = field(default_factory=dict)
+    """Rows read from the engage source, per relation."""
+    engage_read_seconds: float = 0.0
     values_left_out: int = 0
     """Values the destination cannot take (a gender other than M/F, a birthday that is no date),
     left out of messages that were sent without them."""

@@ -59,11 +59,12 @@ def run_backfill(
     workspace_region: str | None = None,
     now: datetime | None = None,
     progress: ProgressCallback | None = None,
+    lake: str | None = None,
 ) -> BackfillResult:
     """Load ``export``'s files for the days ``start``..``end`` (inclusive, the export's local dates),
     exactly as a run of the export would (``load_job``: a relative location is read from the settings
     file's folder)."""
-    environment = ExportEnvironment.resolve(config, warehouse, workspace_region)
+    environment = ExportEnvironment.resolve(config, warehouse, workspace_region, lake=lake)
     exports = read_exports_file(environment.config, environment.catalog)
     exports.raise_for_problems()
     job = exports.job(export)

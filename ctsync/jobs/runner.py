@@ -54,6 +54,7 @@ class ExportLoader(Protocol):
         warehouse: str,
         progress: ProgressCallback | None = None,
         on_start: ProgressCallback | None = None,
+        lake: str | None = None,
     ) -> LoadSummary: ...
 
 
@@ -65,6 +66,8 @@ class ExportEnvironment:
     warehouse: str
     workspace_region: str
     catalog: EventCatalog
+    lake: str | None = None
+    """A lake root (``CTSYNC_LAKE``): the tables go there as Parquet, ``warehouse`` is its state database."""
 
     @classmethod
     def resolve(
@@ -73,6 +76,7 @@ class ExportEnvironment:
         warehouse: str | None = None,
         workspace_region: str | None = None,
         catalog: EventCatalog | None = None,
+        lake: str | None = None,
     ) -> ExportEnvironment:
         """Fill what is not given from the settings (``CTSYNC_*``); the catalog is the project's,
         found from the settings file's folder."""
@@ -85,6 +89,7 @@ class ExportEnvironment:
             warehouse=warehouse if warehouse is not None else settings.warehouse,
             workspace_region=workspace_region if workspace_region is not None else settings.workspace_region,
             catalog=catalog,
+            lake=lake if lake is not None else settings.lake,
         )
 
 
@@ -205,13 +210,14 @@ def run_export(
     progress: ProgressCallback | None = None,
     on_start: ProgressCallback | None = None,
     stale_after: timedelta = DEFAULT_STALE_AFTER,
+    lake: str | None = None,
 ) -> ExportRunResult:
-    """Run the export ``name`` now, whether or not it is due.
+    """Run the export ``name`` now, whether or not it is due (into ``lake`` when given or ``CTSYNC_LAKE`` set).
 
     CtsyncError when it cannot start (unknown, DONE, STOPPED, already running, a refused
     edit); a run that started always comes back as a result, failed or not.
     """
-    environment = ExportEnvironment.resolve(config, warehouse, workspace_region, catalog)
+    environment = ExportEnvironment.resolve(config, warehouse, workspace_region, catalog, lake)
     synced = sync_exports(environment, clock=clock, stale_after=stale_after)
     assert synced.exports is not None
     synced.exports.job(name)
@@ -230,9 +236,10 @@ def run_due_exports(
     clock: Clock = utc_now,
     loader: ExportLoader = load_export_files,
     stale_after: timedelta = DEFAULT_STALE_AFTER,
+    lake: str | None = None,
 ) -> DueExportsResult:
     """Run, one after another in settings-file order, every export that is due now."""
-    environment = ExportEnvironment.resolve(config, warehouse, workspace_region, catalog)
+    environment = ExportEnvironment.resolve(config, warehouse, workspace_region, catalog, lake)
     synced = sync_exports(environment, clock=clock, stale_after=stale_after)
     assert synced.exports is not None
     now = clock()
@@ -352,13 +359,12 @@ def load_job(
     its data type, identifiers and window become the loader's options.
     """
     options = load_options_for(job, window, environment.workspace_region, environment.catalog)
-    return loader(
-        [location_path(job.location, environment.config)],
-        options,
-        warehouse=environment.warehouse,
-        progress=progress,
-        on_start=on_start,
-    )
+    paths = [location_path(job.location, environment.config)]
+    if environment.lake:  # only then: a loader that knows no lake is still a loader
+        return loader(
+            paths, options, warehouse=environment.warehouse, lake=environment.lake, progress=progress, on_start=on_start
+        )
+    return loader(paths, options, warehouse=environment.warehouse, progress=progress, on_start=on_start)
 
 
 def load_problems(summary: LoadSummary) -> str | None:

@@ -38,11 +38,9 @@ from ctsync.warehouse.upgrade import UpgradeResult, upgrade_schema
 DEFAULT_BATCH_BYTES = 96 * 1024 * 1024
 """Uncompressed bytes staged per transaction (gzip files count ~8x their size). A batch holds its staged
 lines and, until it commits, the rows it inserted: its size sets the load's peak memory (see
-docs/decisions.md, "Memory")."""
-
-EVENT_BATCH_BYTES = 48 * 1024 * 1024
-"""A batch of at least this many bytes ends where the next event begins, so each event table is written by
-as few commits as possible (a commit that appends to a table rewrites its last, partly filled row group)."""
+docs/decisions.md, "Memory"); ``ctsync load --batch-mb`` sets it. A batch of half of it or more ends where the
+next event's files begin, so each event table is written by as few commits as possible (a commit that
+appends to a table rewrites its last, partly filled row group)."""
 
 REGIONS = ("us", "eu")
 
@@ -163,12 +161,14 @@ def load_export_files(
     lake: str | None = None,
     progress: ProgressCallback | None = None,
     on_start: ProgressCallback | None = None,
+    stage_only: bool = False,
 ) -> LoadSummary:
     """Load the CleverTap export files under ``paths`` (events and profiles) into the warehouse.
 
     ``warehouse`` is a DuckDB file or a PostgreSQL URL. With ``lake`` (a folder or an fsspec URL) the
     tables go there as Parquet and ``warehouse`` is the lake's state database (docs/lake.md).
     ``on_start`` receives (files, bytes) found; ``progress`` receives increments as batches finish.
+    ``stage_only`` (with ``lake``): a parallel load's worker, which stages its batch without publishing it.
     """
     check_region(options.region, options.workspace_region)
     check_timezone(options.timezone)
@@ -184,7 +184,7 @@ def load_export_files(
         from ctsync.warehouse.lake import open_lake_target, refuse_lake_state
 
         if lake is not None:
-            lake_target = open_lake_target(duck, target, lake, schema)
+            lake_target = open_lake_target(duck, target, lake, schema, stage_only=stage_only)
             target, described = lake_target, f"{lake_target.lake.describe()} (state: {described})"
         else:
             refuse_lake_state(target, schema)
@@ -241,7 +241,7 @@ def _load(
 def _batches(files: list[ExportFile], batch_bytes: int) -> list[list[ExportFile]]:
     """Batches of at most about ``batch_bytes``; the chunks of one file series stay together, unless a
     series alone is more than four batches (then identical events in different batches collapse to one).
-    A batch of ``EVENT_BATCH_BYTES`` or more also ends where the next event's files begin.
+    A batch of half of ``batch_bytes`` or more also ends where the next event's files begin.
 
     Files are taken event by event (all days and export runs of one event, then the next), so each
     event table is written by as few batches as possible: a DuckDB commit that appends to a table
@@ -257,7 +257,7 @@ def _batches(files: list[ExportFile], batch_bytes: int) -> list[list[ExportFile]
         same_series = export_file.series == previous_series
         series_size = series_size + estimate if same_series else estimate
         full = size + estimate > batch_bytes and (not same_series or series_size > 4 * batch_bytes)
-        new_event = export_file.event_name_hint != previous_event and size >= EVENT_BATCH_BYTES
+        new_event = export_file.event_name_hint != previous_event and size >= batch_bytes // 2
         if current and (full or new_event):
             batches.append(current)
             current, size = [], 0

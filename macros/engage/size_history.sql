@@ -111,3 +111,20 @@
         ~ "group by computations." ~ key
     ) -}}
 {%- endmacro %}
+
+{#-
+    `dbt run-operation report_build_sizes --args '{build_id: ...}'`: the sizes one build
+    recorded, logged as one line `ctsync:sizes [[class, key, size], ...]`. `ctsync build` reads
+    them this way from a warehouse it cannot open itself (Spark's catalog).
+-#}
+{% macro report_build_sizes(build_id) -%}
+    {%- set found = run_query(
+        "select computation_class, computation_key, size from " ~ ctsync.size_history_relation()
+        ~ " where build_id = " ~ ctsync.string_literal(build_id) ~ " order by 2"
+    ) -%}
+    {%- set rows = [] -%}
+    {%- for row in found.rows -%}
+        {%- do rows.append([row[0] | string, row[1] | string, row[2] | int]) -%}
+    {%- endfor -%}
+    {%- do log('ctsync:sizes ' ~ tojson(rows), info=true) -%}
+{%- endmacro %}

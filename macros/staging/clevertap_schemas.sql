@@ -80,6 +80,48 @@
     {{- return(found) -}}
 {%- endmacro %}
 
+{#-
+    `dbt run-operation report_clevertap_sources`: the schemas `ctsync load` wrote, split into
+    those with an event table (what a build reads) and those without, logged as one line
+    `ctsync:sources {"with_events": [...], "without_events": [...]}`. `ctsync build` runs it
+    before building on a warehouse it cannot open itself (Spark's catalog), to refuse a build
+    with nothing to read as it does on DuckDB and PostgreSQL.
+-#}
+{% macro report_clevertap_sources() -%}
+    {%- set with_events = ctsync.clevertap_schemas_found(loaded_only=true) -%}
+    {%- set without_events = ctsync.loaded_clevertap_schemas() | reject('in', with_events) | list -%}
+    {%- do log('ctsync:sources ' ~ tojson({'with_events': with_events, 'without_events': without_events}), info=true) -%}
+{%- endmacro %}
+
+{#- Every schema with the loader's `_loads` table (and its `checksum` column), events or not. -#}
+{% macro loaded_clevertap_schemas() -%}
+    {{ return(adapter.dispatch('loaded_clevertap_schemas', 'ctsync')()) }}
+{%- endmacro %}
+
+{% macro default__loaded_clevertap_schemas() -%}
+    {%- set found = run_query(
+        "select distinct loads.table_schema from information_schema.tables as loads "
+        ~ "inner join information_schema.columns as loads_columns "
+        ~ "on loads.table_catalog = loads_columns.table_catalog "
+        ~ "and loads.table_schema = loads_columns.table_schema "
+        ~ "and loads.table_name = loads_columns.table_name "
+        ~ "where loads.table_catalog = '" ~ target.database ~ "' and loads.table_name = '_loads' "
+        ~ "and loads.table_type = 'BASE TABLE' and loads_columns.column_name = 'checksum' order by 1"
+    ) -%}
+    {{- return(found.columns[0].values() | map('string') | list) -}}
+{%- endmacro %}
+
+{% macro spark__loaded_clevertap_schemas() -%}
+    {%- set found = [] -%}
+    {%- for schema in run_query('show schemas').columns[0].values() | map('string') | sort -%}
+        {%- set tables = run_query('show tables in ' ~ schema).columns[1].values() | map('lower') | list -%}
+        {%- if '_loads' in tables and 'checksum' in ctsync.spark_column_names(schema, '_loads') -%}
+            {%- do found.append(schema) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{- return(found) -}}
+{%- endmacro %}
+
 {% macro spark_column_names(schema, identifier) -%}
     {%- set relation = api.Relation.create(schema=schema, identifier=identifier, type='table') -%}
     {{- return(adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list) -}}

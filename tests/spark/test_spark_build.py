@@ -1,9 +1,10 @@
-"""dbt on Apache Spark: the demo warehouse as date-partitioned Parquet, built with ``dbt build --target spark``.
+"""dbt on Apache Spark: the demo warehouse as date-partitioned Parquet, built with ``ctsync build --target spark``.
 
 The loader's tables of the session's DuckDB build are written as Parquet (event tables
 partitioned by the UTC date of the event), registered in a local Spark catalog as external
-tables, and built there by the same dbt project; memberships, trait values and the seed must
-equal DuckDB's row for row.
+tables, and built there by the same dbt project (``dbt build --target spark`` through ctsync's
+build, tests/spark/conftest.py); memberships, trait values and the seed must equal DuckDB's row
+for row, and the build reports the sources it read and the sizes DuckDB's build recorded.
 """
 
 from __future__ import annotations
@@ -16,54 +17,13 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from tests.models.conftest import SCHEMA, BuiltSample, run_dbt
+from tests.models.conftest import SCHEMA, BuiltSample, query
+from tests.spark.conftest import SparkCatalog
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 pytestmark = pytest.mark.spark
-
-PARTITION = "timestamp__date"
-
-
-def export_to_parquet(warehouse: Path, schema: str, lake: Path) -> dict[str, bool]:
-    """Every table and view of ``schema`` as Parquet under ``lake/<table>/``: those with a ``timestamp``
-    (the events) partitioned by its UTC date, the others in one file. Returns table -> partitioned."""
-    exported: dict[str, bool] = {}
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        con.execute("set TimeZone = 'UTC'")
-        tables = con.execute(
-            "select table_name, bool_or(column_name = 'timestamp') from information_schema.columns "
-            "where table_schema = ? group by 1 order by 1",
-            [schema],
-        ).fetchall()
-        for table, has_timestamp in tables:
-            folder = lake / table
-            source = f'"{schema}"."{table}"'
-            if has_timestamp:
-                con.execute(
-                    f'copy (select *, cast("timestamp" as date) as {PARTITION} from {source}) '
-                    f"to '{folder}' (format parquet, partition_by ({PARTITION}))"
-                )
-            else:
-                folder.mkdir(parents=True)
-                con.execute(f"copy (select * from {source}) to '{folder / 'part-0.parquet'}' (format parquet)")
-            exported[str(table)] = bool(has_timestamp)
-    finally:
-        con.close()
-    return exported
-
-
-def register_tables(spark: SparkSession, schema: str, lake: Path, tables: dict[str, bool]) -> None:
-    """External Parquet tables in Spark's catalog over the exported folders (Spark reads the columns from
-    the files and the partition column from the folder names), their partitions recovered."""
-    spark.sql(f"create schema if not exists {schema}")
-    for table, partitioned in tables.items():
-        name = f"{schema}.`{table}`"
-        spark.sql(f"create table {name} using parquet location '{(lake / table).as_uri()}'")
-        if partitioned:
-            spark.sql(f"alter table {name} recover partitions")
 
 
 def differences(warehouse: Path, sql: str, spark_rows: pa.Table, limit: int = 10) -> tuple[int, list[tuple[Any, ...]]]:
@@ -93,19 +53,6 @@ def assert_same_rows(spark: SparkSession, duck: BuiltSample, relation: str, colu
     assert spark_rows.num_rows == count, relation
 
 
-@pytest.fixture(scope="module")
-def spark_build(spark: SparkSession, built_sample: BuiltSample, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The session's sample, exported from its DuckDB warehouse to Parquet and built on Spark."""
-    work = tmp_path_factory.mktemp("spark-build")
-    lake = work / "lake" / SCHEMA
-    tables = export_to_parquet(built_sample.warehouse, SCHEMA, lake)
-    assert {"_loads", "tracks", "identifies", "charged", "app_launched"} <= tables.keys()
-    register_tables(spark, SCHEMA, lake, tables)
-    build = run_dbt(["build", "--target", "spark"], warehouse=built_sample.warehouse, work=work)
-    assert build.success, build.failures()
-
-
-@pytest.mark.usefixtures("spark_build")
 def test_memberships_equal_duckdb_row_for_row(spark: SparkSession, built_sample: BuiltSample) -> None:
     assert_same_rows(
         spark,
@@ -118,7 +65,6 @@ def test_memberships_equal_duckdb_row_for_row(spark: SparkSession, built_sample:
     )  # fmt: skip
 
 
-@pytest.mark.usefixtures("spark_build")
 def test_computed_traits_equal_duckdb_row_for_row(spark: SparkSession, built_sample: BuiltSample) -> None:
     assert_same_rows(
         spark,
@@ -131,7 +77,6 @@ def test_computed_traits_equal_duckdb_row_for_row(spark: SparkSession, built_sam
     )  # fmt: skip
 
 
-@pytest.mark.usefixtures("spark_build")
 def test_the_seed_loads_as_written(spark: SparkSession, built_sample: BuiltSample) -> None:
     """Descriptions with a quote (``the user's device``) and empty cells (NULL, not the text 'None')."""
     assert_same_rows(
@@ -143,3 +88,23 @@ def test_the_seed_loads_as_written(spark: SparkSession, built_sample: BuiltSampl
             "is_engagement_event",
         ],
     )  # fmt: skip
+
+
+def test_ctsync_build_reports_the_sources_and_the_sizes_of_duckdb(
+    spark_catalog: SparkCatalog, built_sample: BuiltSample
+) -> None:
+    build = spark_catalog.build
+    assert build.sources == [SCHEMA]
+    assert build.counts.get("model success", 0) > 20 and build.counts.get("unit_test pass", 0) > 0
+    latest = (
+        "select computation_class, computation_key, size from engage.audience_size_history "
+        "where built_at = (select max(built_at) from engage.audience_size_history)"
+    )
+    rows = query(built_sample.warehouse, latest)
+    audiences = {str(key): int(str(size)) for kind, key, size in rows if kind == "audience"}
+    traits = {str(key): int(str(size)) for kind, key, size in rows if kind == "trait"}
+    assert audiences and build.audience_sizes == audiences
+    assert traits and build.trait_sizes == traits
+    assert any("looked up in its catalog" in line for line in spark_catalog.log)
+    seconds = spark_catalog.seconds
+    print(f"Spark: registered in {seconds['register']:.1f} s, built in {seconds['build']:.1f} s")

@@ -14,9 +14,13 @@ from ctsync.warehouse.lake.target import LakeTarget
 from ctsync.warehouse.targets import Target
 
 
-def open_lake_target(duck: duckdb.DuckDBPyConnection, state: Target, root: str, schema: str) -> LakeTarget:
+def open_lake_target(
+    duck: duckdb.DuckDBPyConnection, state: Target, root: str, schema: str, *, stage_only: bool = False
+) -> LakeTarget:
     """The lake at ``root`` for ``schema``, with ``state`` (the loader's target on the state database)
-    keeping its bookkeeping. Finishes publishing any batch an earlier run committed first."""
+    keeping its bookkeeping. Finishes publishing any batch an earlier run committed first; not with
+    ``stage_only`` (a parallel load's worker, on a copy of the state: the flow publishes, and the staging
+    area holds the other workers' files)."""
     lake = Lake.open(root)
     lake.attach(duck)
     if state.kind == "postgres":
@@ -39,8 +43,8 @@ def open_lake_target(duck: duckdb.DuckDBPyConnection, state: Target, root: str, 
             f"this state database records loads of {schema} into the lake {others[0]}, not {lake.describe()}: "
             "point --lake (CTSYNC_LAKE) at that lake, or use a new state database for a new lake"
         )
-    published = publish_pending(state, schema, lake)
-    target = LakeTarget(duck, state, lake, schema)
+    published = [] if stage_only else publish_pending(state, schema, lake)
+    target = LakeTarget(duck, state, lake, schema, stage_only=stage_only)
     target.published_before = published
     return target
 

@@ -67,8 +67,13 @@ class LakeTarget(Target):
 
     kind = "lake"
 
-    def __init__(self, duck: duckdb.DuckDBPyConnection, state: Target, lake: Lake, schema: str) -> None:
+    def __init__(
+        self, duck: duckdb.DuckDBPyConnection, state: Target, lake: Lake, schema: str, *, stage_only: bool = False
+    ) -> None:
         self.duck = duck
+        self.stage_only = stage_only
+        """A worker of a parallel load (:mod:`ctsync.warehouse.lake.parallel`): its one batch is staged and
+        recorded in its copy of the state database, never published; the flow records and publishes it."""
         self.state = state
         self.lake = lake
         self.schema = schema
@@ -79,6 +84,7 @@ class LakeTarget(Target):
         self._users: tuple[str, list[tuple[str, str]]] | None = None
         self._listing: dict[str, set[str]] = {}
         self._serial = 0
+        self._staged_batches = 0
         self._batch: str | None = None
         self._unpublished = False
         self._workdir = tempfile.mkdtemp(prefix="ctsync-lake-")
@@ -278,6 +284,12 @@ class LakeTarget(Target):
         batch = PendingBatch(self._batch, moves)
         self._batch = None  # committed: its staged files are no longer this run's to discard
         self._discard()
+        if self.stage_only:
+            # a later batch would not see this one's rows (its ids, users): a worker stages one batch
+            self._staged_batches += 1
+            if self._staged_batches > 1:
+                raise CtsyncError("a worker of a parallel lake load stages one batch; this share made more")
+            return
         try:
             publish(self.state, self.schema, self.lake, batch)
         except (OSError, CtsyncError) as exc:
