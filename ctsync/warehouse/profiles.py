@@ -19,10 +19,10 @@ from ctsync.exports.content import ExactLines
 from ctsync.exports.jsonl import checked_lines_sql, whole_files_sql
 from ctsync.naming import qualified, quote_identifier
 from ctsync.warehouse import tables
-from ctsync.warehouse.events import LIBRARY_NAME, IdentifierPriority
+from ctsync.warehouse.events import STANDARD_COLUMNS, IdentifierPriority
 from ctsync.warehouse.staging import StagedFile, insert_lines, read_whole_files
 from ctsync.warehouse.structure import Node, discover, json_path_sql
-from ctsync.warehouse.tables import Column, WriteResult
+from ctsync.warehouse.tables import WriteResult
 from ctsync.warehouse.targets import Catalog, Target
 from ctsync.warehouse.unplaced import UNPLACED_COLUMN
 
@@ -30,18 +30,8 @@ from ctsync.warehouse.unplaced import UNPLACED_COLUMN
 PROFILE_KEYS = {"identity": "identity", "email": "Email", "phone": "Phone", "objectId": "clevertapId"}
 IDENTIFIER_KEYS = ("identity", "clevertapId", "objectId", "Email", "Phone")
 
-STANDARD = (
-    Column("id", "VARCHAR", "id"),
-    Column("user_id", "VARCHAR", "user_id"),
-    Column("anonymous_id", "VARCHAR", "anonymous_id"),
-    Column("timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
-    Column("original_timestamp", "TIMESTAMP WITH TIME ZONE", '"timestamp"'),
-    Column("sent_at", "TIMESTAMP WITH TIME ZONE", "sent_at", optional=True),
-    Column("received_at", "TIMESTAMP WITH TIME ZONE", "received_at"),
-    Column("uuid_ts", "TIMESTAMP WITH TIME ZONE", "received_at"),
-    Column("context_library_name", "VARCHAR", f"'{LIBRARY_NAME}'"),
-    Column("context_library_version", "VARCHAR", "export_id", optional=True),
-)
+STANDARD = tuple(column for column in STANDARD_COLUMNS if column.name not in ("event", "event_text"))
+"""The columns of ``identifies`` that every row has: the track tables' standard columns less the event's name."""
 
 
 def _identifier_list() -> str:
